@@ -1,0 +1,59 @@
+/// Everything that can go wrong while probing, sampling or making thumbnails.
+///
+/// Every variant names the source (a path, or `<N bytes in memory>`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file does not exist.
+    #[error("{source_name}: file not found")]
+    NotFound {
+        /// The source.
+        source_name: String,
+    },
+    /// The source could not be opened or read as a media container.
+    #[error("{source_name}: cannot open: {reason}")]
+    Open {
+        /// The source.
+        source_name: String,
+        /// What FFmpeg or the OS said.
+        reason: String,
+    },
+    /// The container holds no video stream (an audio-only file, for instance).
+    #[error("{source_name}: no video stream")]
+    NoVideoStream {
+        /// The source.
+        source_name: String,
+    },
+    /// Decoding failed.
+    #[error("{source_name}: decode failed{}: {reason}", frame.map(|f| format!(" at frame {f}")).unwrap_or_default())]
+    Decode {
+        /// The source.
+        source_name: String,
+        /// The frame index being decoded, when known.
+        frame: Option<u64>,
+        /// What FFmpeg said.
+        reason: String,
+    },
+    /// The request itself is invalid (zero frames, negative timestamps, index past the end, ...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The decoded frames would exceed the memory budget or the frame size limit.
+    #[error("{source_name}: too large: {reason}")]
+    TooLarge {
+        /// The source.
+        source_name: String,
+        /// What is too large and by how much.
+        reason: String,
+    },
+    /// Encoding a thumbnail failed.
+    #[error("encoding {format} failed: {reason}")]
+    Encode {
+        /// The image format.
+        format: String,
+        /// What the encoder said.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,244 @@
+//! The public data types: what a probe reports, what a sample request asks for, what comes back.
+
+/// Facts about a video's best video stream and its container.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct VideoInfo {
+    /// Container format name as FFmpeg names it (`mov,mp4,m4a,3gp,3g2,mj2`, `matroska,webm`, `mpegts`, ...).
+    pub container: String,
+    /// Codec name (`h264`, `hevc`, `vp9`, `av1`, `mpeg4`, ...).
+    pub codec: String,
+    /// Width as displayed (rotation applied).
+    pub width: u32,
+    /// Height as displayed (rotation applied).
+    pub height: u32,
+    /// Width as stored in the stream.
+    pub coded_width: u32,
+    /// Height as stored in the stream.
+    pub coded_height: u32,
+    /// Clockwise rotation in degrees (0, 90, 180, 270) that displaying the video applies.
+    pub rotation: u32,
+    /// Average frame rate (frames / duration) as the container reports it.
+    pub avg_fps: f64,
+    /// Real base frame rate (the stream's `r_frame_rate`).
+    pub real_fps: f64,
+    /// Duration in seconds.
+    pub duration: f64,
+    /// Number of frames.
+    pub frame_count: u64,
+    /// How `frame_count` was obtained.
+    pub frame_count_source: FrameCountSource,
+    /// Whether the container has at least one audio stream.
+    pub has_audio: bool,
+}
+
+/// Where a frame count comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum FrameCountSource {
+    /// Counted from the container's index of packets: exact.
+    Index,
+    /// Counted by reading every packet: exact.
+    Counted,
+    /// The container's header, unverified.
+    Header,
+    /// Estimated from duration x frame rate.
+    Estimated,
+}
+
+/// Which frames to sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sampling {
+    /// `n` frames at `floor(i * total / n)` (the Hugging Face docs' `np.arange(0, total, total / n)`).
+    Uniform(usize),
+    /// `n` frames at `linspace(0, total - 1, n)` rounded down (the original Video-LLaVA code).
+    Linspace(usize),
+    /// Explicit frame indices in presentation order (duplicates allowed; output keeps the order given).
+    Indices(Vec<u64>),
+    /// The frame shown at each of these times, in seconds.
+    Timestamps(Vec<f64>),
+    /// One frame every `seconds`, starting at 0.
+    Every(f64),
+    /// Keyframes only, at most `max` of them spread over the video.
+    Keyframes {
+        /// The most keyframes to return.
+        max: usize,
+    },
+}
+
+/// How to reach each target frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeekMode {
+    /// The frame returned for index i is bit-for-bit the i-th frame in presentation order.
+    #[default]
+    Exact,
+    /// The nearest keyframe at or before each target; no decoding forward.
+    Fast,
+}
+
+/// An optional resize done in swscale, so full-size frames are never held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resize {
+    /// Scale so the shortest side is this many pixels, aspect kept.
+    ShortestSide(u32),
+    /// Scale so the longest side is at most this many pixels, aspect kept (never upscales).
+    MaxSide(u32),
+    /// Exactly this size.
+    Exact {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+}
+
+/// A sampling request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleOptions {
+    /// Which frames.
+    pub sampling: Sampling,
+    /// How to reach them.
+    pub seek: SeekMode,
+    /// Optional resize.
+    pub resize: Option<Resize>,
+    /// Apply the display matrix's rotation (default true).
+    pub rotate: bool,
+    /// Decoder threads; 0 = all cores.
+    pub threads: usize,
+    /// The most bytes the output batch may take; a request over it is refused with [`crate::Error::TooLarge`].
+    pub max_bytes: usize,
+}
+
+impl SampleOptions {
+    /// Default memory budget for one batch: 2 GiB.
+    pub const DEFAULT_MAX_BYTES: usize = 2 << 30;
+
+    /// Options with defaults (exact seek, rotation applied, no resize, all cores).
+    pub fn new(sampling: Sampling) -> Self {
+        Self {
+            sampling,
+            seek: SeekMode::Exact,
+            resize: None,
+            rotate: true,
+            threads: 0,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+    /// Sets the seek mode.
+    pub fn seek(mut self, seek: SeekMode) -> Self {
+        self.seek = seek;
+        self
+    }
+    /// Sets the resize.
+    pub fn resize(mut self, resize: Option<Resize>) -> Self {
+        self.resize = resize;
+        self
+    }
+    /// Sets whether rotation is applied.
+    pub fn rotate(mut self, rotate: bool) -> Self {
+        self.rotate = rotate;
+        self
+    }
+    /// Sets the decoder thread count (0 = all cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+}
+
+/// Sampled frames: one contiguous `N x H x W x 3` RGB8 buffer plus each frame's index and time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameBatch {
+    /// `count * height * width * 3` bytes, frame-major, rows top to bottom, RGB.
+    pub data: Vec<u8>,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Each frame's index in presentation order.
+    pub indices: Vec<u64>,
+    /// Each frame's presentation time in seconds.
+    pub timestamps: Vec<f64>,
+    /// Set when the container's frame count was wrong and targets were clamped to the frames that exist.
+    pub clamped: bool,
+}
+
+impl FrameBatch {
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+    /// Whether there are no frames.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+    /// Bytes in one frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+    /// The RGB8 bytes of frame `i`.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let n = self.frame_bytes();
+        &self.data[i * n..(i + 1) * n]
+    }
+}
+
+/// Encoded image formats for thumbnails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// JPEG.
+    #[default]
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP (lossless).
+    WebP,
+}
+
+impl std::str::FromStr for ImageFormat {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "jpeg" | "jpg" => Ok(Self::Jpeg),
+            "png" => Ok(Self::Png),
+            "webp" => Ok(Self::WebP),
+            other => Err(crate::Error::InvalidRequest(format!(
+                "unknown image format {other:?} (expected jpeg, png or webp)"
+            ))),
+        }
+    }
+}
+
+/// Thumbnail request options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThumbnailOptions {
+    /// Longest side of the output, in pixels (aspect kept, never upscaled).
+    pub max_size: u32,
+    /// Output format.
+    pub format: ImageFormat,
+    /// JPEG quality, 1-100.
+    pub quality: u8,
+    /// Apply rotation (default true).
+    pub rotate: bool,
+}
+
+impl Default for ThumbnailOptions {
+    fn default() -> Self {
+        Self { max_size: 320, format: ImageFormat::Jpeg, quality: 85, rotate: true }
+    }
+}
+
+/// An encoded thumbnail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thumbnail {
+    /// The encoded image.
+    pub data: Vec<u8>,
+    /// Its format.
+    pub format: ImageFormat,
+    /// Presentation time of the chosen frame, in seconds.
+    pub timestamp: f64,
+    /// Width of the encoded image.
+    pub width: u32,
+    /// Height of the encoded image.
+    pub height: u32,
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages a fresh Debian/Ubuntu machine lacks to build and test this workspace:
+# FFmpeg's libraries and headers (ffmpeg-sys-next binds them with bindgen, which needs libclang),
+# the ffmpeg CLI (tests generate their videos with it), and Python's venv module.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+pkgs=(pkg-config clang libclang-dev ffmpeg
+      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+      libavfilter-dev libavdevice-dev python3-venv unzip curl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

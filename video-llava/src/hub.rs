@@ -1,0 +1,1 @@
+//! Resolving a hub repo id to a local directory through `hf-hub`.

@@ -1,0 +1,31 @@
+//! Video-LLaVA inference on candle.
+//!
+//! Module map (one job each):
+//! - [`config`]: the checkpoint's `config.json` in every form it comes in.
+//! - [`weights`]: safetensors discovery, sharding, key layouts, dtype conversion.
+//! - [`model`]: the math — CLIP vision towers, projector, Llama with a KV cache, the placeholder merge.
+//! - [`preprocess`]: the CLIP image processor on RGB8 frames.
+//! - [`prompt`]: tokenizer, USER/ASSISTANT template, placeholder expansion.
+//! - [`generation`]: sampling parameters, logits processing, incremental detokenizing, stop conditions.
+//! - [`pipeline`]: the typed API, [`VideoLlava`].
+//! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
+
+pub mod config;
+/// Error type.
+pub mod error;
+pub mod generation;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod model;
+pub mod pipeline;
+pub mod preprocess;
+pub mod prompt;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use config::VideoLlavaConfig;
+pub use error::{Error, Result};
+pub use generation::{CancelToken, GenerationParams, StopReason};
+pub use pipeline::{Generation, ImageInput, Request, Timings, VideoInput, VideoLlava};
+#[cfg(feature = "video")]
+pub use frame_sampler;

@@ -1,0 +1,1 @@
+//! Tokenizer, USER/ASSISTANT template, placeholder expansion.

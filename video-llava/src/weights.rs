@@ -1,0 +1,1 @@
+//! Safetensors discovery, sharding, key layouts and dtype conversion.
