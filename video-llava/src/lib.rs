@@ -10,6 +10,8 @@
 //! - [`pipeline`]: the typed API, [`VideoLlava`].
 //! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
 
+#[cfg(feature = "video")]
+pub mod analyze;
 pub mod config;
 /// Error type.
 pub mod error;
@@ -27,5 +29,7 @@ pub use config::VideoLlavaConfig;
 pub use error::{Error, Result};
 pub use generation::{CancelToken, GenerationParams, StopReason};
 pub use pipeline::{Generation, ImageInput, Request, Timings, VideoInput, VideoLlava};
+#[cfg(feature = "video")]
+pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 #[cfg(feature = "video")]
 pub use frame_sampler;
