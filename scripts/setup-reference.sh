@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 VENV=${REF_VENV:-.venv-ref}
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q torch torchvision transformers av numpy safetensors pillow sentencepiece protobuf tokenizers
+"$VENV/bin/pip" install -q torch torchvision transformers av numpy safetensors pillow sentencepiece protobuf tokenizers torchcodec decord
