@@ -1,1 +1,46 @@
-//! Python bindings (pyo3).
+//! Python bindings (pyo3) for the video-llava engine: `import video_llava`.
+//!
+//! The native module is `video_llava._native`; `video_llava/__init__.py` re-exports it. Every
+//! module here only converts: Python arguments into the Rust API's types, results into Python
+//! objects (numpy arrays without copying the buffers), Rust errors into the exception hierarchy.
+//!
+//! - [`errors`]: the exception classes and the mapping of every Rust error variant.
+//! - [`call`]: running long calls without the GIL, panics caught.
+//! - [`source`], [`arrays`]: paths/bytes and numpy arrays in and out.
+//! - [`sampler`]: probe, sample_frames, thumbnail, storyboard.
+//! - [`preprocess`]: the CLIP processor.
+//! - [`model`], [`request`], [`stream`]: `VideoLlava` and its results.
+
+mod arrays;
+mod call;
+mod errors;
+mod model;
+mod preprocess;
+mod request;
+mod sampler;
+mod source;
+mod stream;
+
+use pyo3::prelude::*;
+
+/// The native extension module.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    m.add_class::<sampler::PyVideoInfo>()?;
+    m.add_class::<sampler::PyFrameBatch>()?;
+    m.add_class::<sampler::PyThumbnail>()?;
+    m.add_class::<model::PyVideoLlava>()?;
+    m.add_class::<model::PyGeneration>()?;
+    m.add_class::<model::PyTimings>()?;
+    m.add_class::<stream::PyTextStream>()?;
+    m.add_function(wrap_pyfunction!(sampler::probe, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler::sample_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler::thumbnail, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler::storyboard, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess::preprocess_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess::preprocess_image, m)?)?;
+    Ok(())
+}

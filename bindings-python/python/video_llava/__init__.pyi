@@ -1,0 +1,330 @@
+"""Type stubs for video_llava (the native module ``video_llava._native``, re-exported)."""
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Source = Union[str, os.PathLike[str], bytes, bytearray, memoryview]
+_Resize = Union[int, tuple[int, int], dict[str, int]]
+_U8Array = npt.NDArray[np.uint8]
+_F32Array = npt.NDArray[np.float32]
+_IntArray = Union[npt.NDArray[np.integer[Any]], Sequence[int]]
+_Image = Union[str, os.PathLike[str], bytes, bytearray, memoryview, _U8Array]
+
+class VideoLlavaError(Exception):
+    """Base class of every error the video_llava engine raises."""
+
+class VideoDecodeError(VideoLlavaError):
+    """A video could not be opened, demuxed or decoded."""
+
+class NoVideoStreamError(VideoDecodeError):
+    """The container holds no video stream (an audio-only file, for instance)."""
+
+class NotFoundError(VideoLlavaError, FileNotFoundError):
+    """A video or image file does not exist. Also a FileNotFoundError."""
+
+class ImageError(VideoLlavaError):
+    """An image could not be decoded, or a thumbnail could not be encoded."""
+
+class InvalidRequestError(VideoLlavaError, ValueError):
+    """A request or argument is invalid. Also a ValueError."""
+
+class PromptTooLongError(InvalidRequestError):
+    """The prompt, with placeholders expanded, plus max_new_tokens exceeds the model's context."""
+
+class TooLargeError(VideoLlavaError):
+    """The decoded frames would exceed the memory budget or the frame size limit."""
+
+class ModelLoadError(VideoLlavaError):
+    """A checkpoint could not be loaded (config, weights, tokenizer)."""
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """A model directory or a required file in it is missing. Also a FileNotFoundError."""
+
+class DownloadError(ModelLoadError):
+    """Downloading a checkpoint from the Hugging Face Hub failed."""
+
+class TokenizerError(VideoLlavaError):
+    """The tokenizer failed to load or encode."""
+
+class DeviceError(VideoLlavaError):
+    """The device or dtype is not available in this build or on this machine."""
+
+class GenerationError(VideoLlavaError):
+    """The model failed while computing (a tensor operation failed)."""
+
+class VideoInfo:
+    """Facts about a video's best video stream and its container."""
+
+    @property
+    def width(self) -> int:
+        """Width as displayed (rotation applied)."""
+    @property
+    def height(self) -> int:
+        """Height as displayed (rotation applied)."""
+    @property
+    def coded_width(self) -> int:
+        """Width as stored in the stream."""
+    @property
+    def coded_height(self) -> int:
+        """Height as stored in the stream."""
+    @property
+    def rotation(self) -> int:
+        """Clockwise rotation in degrees (0, 90, 180, 270) that displaying applies."""
+    @property
+    def fps(self) -> float:
+        """Average frame rate."""
+    @property
+    def avg_fps(self) -> float:
+        """Average frame rate (frames / duration), same as ``fps``."""
+    @property
+    def real_fps(self) -> float:
+        """The stream's base frame rate (``r_frame_rate``)."""
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+    @property
+    def frame_count(self) -> int:
+        """Number of frames."""
+    @property
+    def frame_count_source(self) -> Literal["index", "counted", "header", "estimated"]:
+        """How ``frame_count`` was obtained."""
+    @property
+    def codec(self) -> str:
+        """Codec name (``h264``, ``hevc``, ``vp9``, ...)."""
+    @property
+    def container(self) -> str:
+        """Container format name as FFmpeg names it."""
+    @property
+    def has_audio(self) -> bool:
+        """Whether the container has at least one audio stream."""
+    def to_dict(self) -> dict[str, Any]:
+        """All the facts as a dict."""
+
+class FrameBatch:
+    """Sampled frames: ``frames`` is a uint8 array ``(N, H, W, 3)`` owning the decoded buffer."""
+
+    @property
+    def frames(self) -> _U8Array:
+        """uint8 array ``(N, H, W, 3)``, RGB."""
+    @property
+    def indices(self) -> list[int]:
+        """Each frame's index in presentation order."""
+    @property
+    def timestamps(self) -> list[float]:
+        """Each frame's presentation time in seconds."""
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+    @property
+    def clamped(self) -> bool:
+        """Whether targets were clamped because the container's frame count was wrong."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: Any) -> Any: ...
+    def __array__(self, dtype: Optional[npt.DTypeLike] = None, copy: Optional[bool] = None) -> npt.NDArray[Any]: ...
+
+class Thumbnail:
+    """An encoded thumbnail."""
+
+    @property
+    def data(self) -> bytes:
+        """The encoded image."""
+    @property
+    def format(self) -> Literal["jpeg", "png", "webp"]:
+        """The image format."""
+    @property
+    def timestamp(self) -> float:
+        """Presentation time of the chosen frame, in seconds."""
+    @property
+    def width(self) -> int:
+        """Width of the encoded image."""
+    @property
+    def height(self) -> int:
+        """Height of the encoded image."""
+
+class Timings:
+    """Seconds spent per stage of a generation."""
+
+    @property
+    def preprocess(self) -> float:
+        """Frame decoding and preprocessing."""
+    @property
+    def vision(self) -> float:
+        """Vision towers and projector."""
+    @property
+    def prefill(self) -> float:
+        """The prompt's forward pass."""
+    @property
+    def decode(self) -> float:
+        """All decode steps."""
+    @property
+    def total(self) -> float:
+        """Sum of all stages."""
+    def to_dict(self) -> dict[str, float]:
+        """The stages as a dict of seconds."""
+
+class Generation:
+    """The result of a generation."""
+
+    @property
+    def text(self) -> str:
+        """The generated text (stop string and EOS excluded)."""
+    @property
+    def token_ids(self) -> list[int]:
+        """The generated token ids (EOS excluded)."""
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt length in tokens after placeholder expansion."""
+    @property
+    def stop_reason(self) -> Literal["eos", "stop_string", "max_tokens", "cancelled"]:
+        """Why generation ended."""
+    @property
+    def timings(self) -> Timings:
+        """Per-stage timings."""
+
+class TextStream(Iterator[str]):
+    """Iterator over the text pieces of a running generation."""
+
+    def __iter__(self) -> TextStream: ...
+    def __next__(self) -> str: ...
+    @property
+    def generation(self) -> Optional[Generation]:
+        """The finished generation; ``None`` until the iterator is exhausted."""
+    def close(self) -> None:
+        """Stops the generation at the next token; the iterator then ends."""
+
+class VideoLlava:
+    """A loaded Video-LLaVA checkpoint; one object may be used from several threads at once."""
+
+    @staticmethod
+    def from_pretrained(
+        path_or_repo_id: Union[str, os.PathLike[str]],
+        *,
+        device: str = "cpu",
+        dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+    ) -> VideoLlava:
+        """Loads a checkpoint from a directory or a Hub repo id.
+
+        ``device``: "cpu", "cuda", "cuda:N", "metal" or "auto".
+        """
+    @property
+    def device(self) -> str:
+        """The device the model runs on ("cpu", "cuda:0", "metal:0")."""
+    @property
+    def dtype(self) -> str:
+        """The compute dtype ("float32", "float16", "bfloat16")."""
+    def tokenize(self, prompt: str, num_frames: int = 8) -> list[int]:
+        """Expands the placeholders of a full prompt text and tokenizes it (BOS included)."""
+    def generate(
+        self,
+        question: str,
+        *,
+        video: Union[_Source, FrameBatch, _U8Array, None] = None,
+        image: Union[_Image, Sequence[_Image], None] = None,
+        frames: Optional[_U8Array] = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: Optional[int] = None,
+        repetition_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+        history: Optional[Sequence[tuple[str, str]]] = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
+    ) -> Generation:
+        """Answers ``question`` about a video and/or images."""
+    def stream(
+        self,
+        question: str,
+        *,
+        video: Union[_Source, FrameBatch, _U8Array, None] = None,
+        image: Union[_Image, Sequence[_Image], None] = None,
+        frames: Optional[_U8Array] = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: Optional[int] = None,
+        repetition_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+        history: Optional[Sequence[tuple[str, str]]] = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
+    ) -> TextStream:
+        """Like ``generate``, but yields text pieces as they are decoded."""
+    def logits(
+        self,
+        input_ids: _IntArray,
+        *,
+        pixel_values_videos: Optional[_F32Array] = None,
+        pixel_values_images: Optional[_F32Array] = None,
+    ) -> _F32Array:
+        """Last-position logits, float32 ``(vocab,)``, for already-expanded ``input_ids``."""
+    def generate_ids(
+        self,
+        input_ids: _IntArray,
+        *,
+        pixel_values_videos: Optional[_F32Array] = None,
+        pixel_values_images: Optional[_F32Array] = None,
+        max_new_tokens: int = 16,
+    ) -> list[int]:
+        """Greedy generation from already-expanded ids and pixels; the new token ids."""
+
+def probe(source: _Source) -> VideoInfo:
+    """Opens ``source`` and reports the facts of its best video stream."""
+
+def sample_frames(
+    source: _Source,
+    num_frames: int = 8,
+    *,
+    sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
+    seek: Literal["exact", "fast"] = "exact",
+    indices: Optional[Sequence[int]] = None,
+    timestamps: Optional[Sequence[float]] = None,
+    every: Optional[float] = None,
+    resize: Optional[_Resize] = None,
+    rotate: bool = True,
+    threads: int = 0,
+    max_bytes: Optional[int] = None,
+) -> FrameBatch:
+    """Decodes the frames asked for into one uint8 ``(N, H, W, 3)`` batch.
+
+    ``resize``: an int (shortest side), ``(width, height)``, or a dict with ``shortest_side``,
+    ``max_side``, or ``width`` and ``height``.
+    """
+
+def thumbnail(
+    source: _Source,
+    *,
+    max_size: int = 320,
+    format: Literal["jpeg", "png", "webp"] = "jpeg",
+    quality: int = 85,
+    rotate: bool = True,
+) -> Thumbnail:
+    """One representative frame of the whole video, encoded."""
+
+def storyboard(
+    source: _Source,
+    n: int,
+    *,
+    max_size: int = 320,
+    format: Literal["jpeg", "png", "webp"] = "jpeg",
+    quality: int = 85,
+    rotate: bool = True,
+) -> list[Thumbnail]:
+    """``n`` distinct representative frames in time order, each encoded."""
+
+def preprocess_frames(frames: Union[_U8Array, FrameBatch]) -> _F32Array:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, 224, 224)``, CLIP-normalized."""
+
+def preprocess_image(image: _U8Array) -> _F32Array:
+    """uint8 ``(H, W, 3)`` -> float32 ``(3, 224, 224)``, CLIP-normalized."""

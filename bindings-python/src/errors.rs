@@ -1,0 +1,230 @@
+//! The exception hierarchy and the mapping from each Rust error variant to it.
+//!
+//! Several classes need two Python bases (`InvalidRequestError` is also a `ValueError`, the
+//! not-found errors are also `FileNotFoundError`), which `create_exception!` cannot express, so
+//! the classes are made once per interpreter with `type(name, bases, namespace)`.
+
+use std::io;
+
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+/// Every exception class this module defines, in creation order (a base before its subclasses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Base of everything the engine raises.
+    Base,
+    /// A video could not be opened or decoded.
+    VideoDecode,
+    /// The container holds no video stream.
+    NoVideoStream,
+    /// A video, image or model file does not exist (also a `FileNotFoundError`).
+    NotFound,
+    /// An image could not be decoded or encoded.
+    Image,
+    /// A request or argument is invalid (also a `ValueError`).
+    InvalidRequest,
+    /// The prompt does not fit the model's context.
+    PromptTooLong,
+    /// The output would exceed a memory or size limit.
+    TooLarge,
+    /// A checkpoint could not be loaded.
+    ModelLoad,
+    /// A required model file is missing (also a `FileNotFoundError`).
+    ModelNotFound,
+    /// Downloading a checkpoint failed.
+    Download,
+    /// The tokenizer failed.
+    Tokenizer,
+    /// The device or dtype is unavailable.
+    Device,
+    /// The model failed while computing.
+    Generation,
+}
+
+struct Spec {
+    kind: Kind,
+    name: &'static str,
+    doc: &'static str,
+}
+
+const SPECS: [Spec; 14] = [
+    Spec { kind: Kind::Base, name: "VideoLlavaError", doc: "Base class of every error the video_llava engine raises." },
+    Spec { kind: Kind::VideoDecode, name: "VideoDecodeError", doc: "A video could not be opened, demuxed or decoded." },
+    Spec { kind: Kind::NoVideoStream, name: "NoVideoStreamError", doc: "The container holds no video stream (an audio-only file, for instance)." },
+    Spec { kind: Kind::NotFound, name: "NotFoundError", doc: "A video or image file does not exist. Also a FileNotFoundError." },
+    Spec { kind: Kind::Image, name: "ImageError", doc: "An image could not be decoded, or a thumbnail could not be encoded." },
+    Spec { kind: Kind::InvalidRequest, name: "InvalidRequestError", doc: "A request or argument is invalid. Also a ValueError." },
+    Spec { kind: Kind::PromptTooLong, name: "PromptTooLongError", doc: "The prompt, with placeholders expanded, plus max_new_tokens exceeds the model's context." },
+    Spec { kind: Kind::TooLarge, name: "TooLargeError", doc: "The decoded frames would exceed the memory budget or the frame size limit." },
+    Spec { kind: Kind::ModelLoad, name: "ModelLoadError", doc: "A checkpoint could not be loaded (config, weights, tokenizer)." },
+    Spec { kind: Kind::ModelNotFound, name: "ModelNotFoundError", doc: "A model directory or a required file in it is missing. Also a FileNotFoundError." },
+    Spec { kind: Kind::Download, name: "DownloadError", doc: "Downloading a checkpoint from the Hugging Face Hub failed." },
+    Spec { kind: Kind::Tokenizer, name: "TokenizerError", doc: "The tokenizer failed to load or encode." },
+    Spec { kind: Kind::Device, name: "DeviceError", doc: "The device or dtype is not available in this build or on this machine." },
+    Spec { kind: Kind::Generation, name: "GenerationError", doc: "The model failed while computing (a tensor operation failed)." },
+];
+
+static CLASSES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+
+fn bases<'py>(py: Python<'py>, kind: Kind, made: &[Py<PyType>]) -> Vec<Bound<'py, PyType>> {
+    let get = |k: Kind| made[k as usize].bind(py).clone();
+    match kind {
+        Kind::Base => vec![py.get_type::<PyException>()],
+        Kind::NoVideoStream => vec![get(Kind::VideoDecode)],
+        Kind::NotFound => vec![get(Kind::Base), py.get_type::<PyFileNotFoundError>()],
+        Kind::InvalidRequest => vec![get(Kind::Base), py.get_type::<PyValueError>()],
+        Kind::PromptTooLong => vec![get(Kind::InvalidRequest)],
+        Kind::ModelNotFound => vec![get(Kind::ModelLoad), py.get_type::<PyFileNotFoundError>()],
+        Kind::Download => vec![get(Kind::ModelLoad)],
+        _ => vec![get(Kind::Base)],
+    }
+}
+
+fn classes(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
+    CLASSES.get_or_try_init(py, || {
+        let builtin_type = py.get_type::<PyType>();
+        let mut made: Vec<Py<PyType>> = Vec::with_capacity(SPECS.len());
+        for (i, spec) in SPECS.iter().enumerate() {
+            debug_assert_eq!(spec.kind as usize, i);
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "video_llava")?;
+            namespace.set_item("__doc__", spec.doc)?;
+            let bases = PyTuple::new(py, bases(py, spec.kind, &made))?;
+            let class = builtin_type.call1((spec.name, bases, namespace))?;
+            made.push(class.cast_into::<PyType>()?.unbind());
+        }
+        Ok(made)
+    })
+}
+
+/// The exception class for `kind`.
+pub fn class(py: Python<'_>, kind: Kind) -> PyResult<Bound<'_, PyType>> {
+    Ok(classes(py)?[kind as usize].bind(py).clone())
+}
+
+/// Adds every exception class to the module.
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    for spec in &SPECS {
+        module.add(spec.name, class(py, spec.kind)?)?;
+    }
+    Ok(())
+}
+
+/// An exception of class `kind` with `message`.
+pub fn new_err(py: Python<'_>, kind: Kind, message: impl Into<String>) -> PyErr {
+    let message = message.into();
+    match class(py, kind) {
+        Ok(ty) if matches!(kind, Kind::NotFound | Kind::ModelNotFound) => {
+            // OSError's (errno, strerror) form fills `.errno` and `.strerror` like the builtin does.
+            PyErr::from_type(ty, (libc_enoent(), message))
+        }
+        Ok(ty) => PyErr::from_type(ty, message),
+        Err(e) => e,
+    }
+}
+
+const fn libc_enoent() -> i32 {
+    // ENOENT is 2 on every platform CPython supports.
+    2
+}
+
+/// Why a call into the engine failed, before it becomes a Python exception.
+///
+/// Long calls run without the GIL and cannot build `PyErr`s of the runtime-made classes there,
+/// so they return this and the conversion happens once the GIL is held again.
+#[derive(Debug)]
+pub enum Failure {
+    /// From `frame-sampler`.
+    Sampler(frame_sampler::Error),
+    /// From `video-llava`.
+    Model(video_llava::Error),
+    /// An argument the binding itself rejects.
+    Invalid(String),
+    /// The engine panicked; reported as `VideoLlavaError`, never as `PanicException`.
+    Panic(String),
+    /// An exception raised by Python code (a signal handler's `KeyboardInterrupt`).
+    Python(PyErr),
+}
+
+impl From<frame_sampler::Error> for Failure {
+    fn from(e: frame_sampler::Error) -> Self {
+        Failure::Sampler(e)
+    }
+}
+
+impl From<video_llava::Error> for Failure {
+    fn from(e: video_llava::Error) -> Self {
+        Failure::Model(e)
+    }
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Self {
+        Failure::Python(e)
+    }
+}
+
+impl From<Failure> for PyErr {
+    fn from(failure: Failure) -> Self {
+        Python::attach(|py| failure.into_pyerr(py))
+    }
+}
+
+impl Failure {
+    /// The Python exception for this failure.
+    pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Sampler(e) => sampler_err(py, e),
+            Failure::Model(e) => model_err(py, e),
+            Failure::Invalid(message) => new_err(py, Kind::InvalidRequest, message),
+            Failure::Panic(message) => new_err(
+                py,
+                Kind::Base,
+                format!("internal error in the engine (a Rust panic): {message}"),
+            ),
+            Failure::Python(e) => e,
+        }
+    }
+}
+
+fn sampler_kind(e: &frame_sampler::Error) -> Kind {
+    use frame_sampler::Error as E;
+    match e {
+        E::NotFound { .. } => Kind::NotFound,
+        E::Open { .. } | E::Decode { .. } => Kind::VideoDecode,
+        E::NoVideoStream { .. } => Kind::NoVideoStream,
+        E::InvalidRequest(_) => Kind::InvalidRequest,
+        E::TooLarge { .. } => Kind::TooLarge,
+        E::Encode { .. } => Kind::Image,
+        // `#[non_exhaustive]`: a variant added later still lands in the hierarchy.
+        _ => Kind::Base,
+    }
+}
+
+fn sampler_err(py: Python<'_>, e: frame_sampler::Error) -> PyErr {
+    new_err(py, sampler_kind(&e), e.to_string())
+}
+
+fn model_err(py: Python<'_>, e: video_llava::Error) -> PyErr {
+    use video_llava::Error as E;
+    let kind = match &e {
+        // A video reached through a request keeps the frame-sampler classes.
+        E::Video(inner) => sampler_kind(inner),
+        E::MissingFile { .. } => Kind::ModelNotFound,
+        E::Config { .. } | E::Weights { .. } | E::PickleOnly { .. } => Kind::ModelLoad,
+        E::Tokenizer(_) => Kind::Tokenizer,
+        E::InvalidRequest(_) => Kind::InvalidRequest,
+        E::PromptTooLong { .. } => Kind::PromptTooLong,
+        E::Download { .. } => Kind::Download,
+        E::Device(_) => Kind::Device,
+        E::Image(_) => Kind::Image,
+        E::Compute(_) => Kind::Generation,
+        E::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Kind::NotFound,
+        _ => Kind::Base,
+    };
+    new_err(py, kind, e.to_string())
+}

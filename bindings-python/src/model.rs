@@ -1,0 +1,414 @@
+//! `VideoLlava`: loading, tokenizing, generating, logits; and the `Generation` result classes.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use numpy::PyArrayDyn;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use candle_core::DeviceLocation;
+use video_llava::{DType, Device, Tensor};
+
+use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
+use crate::call::{detached, guarded};
+use crate::errors::{new_err, Failure, Kind};
+use crate::request::Args;
+use crate::stream::PyTextStream;
+
+/// Seconds spent per stage of a generation.
+#[pyclass(module = "video_llava", name = "Timings", frozen, get_all)]
+pub struct PyTimings {
+    /// Frame decoding and preprocessing.
+    preprocess: f64,
+    /// Vision towers and projector.
+    vision: f64,
+    /// The prompt's forward pass.
+    prefill: f64,
+    /// All decode steps.
+    decode: f64,
+}
+
+#[pymethods]
+impl PyTimings {
+    /// Sum of all stages.
+    #[getter]
+    fn total(&self) -> f64 {
+        self.preprocess + self.vision + self.prefill + self.decode
+    }
+    /// The stages as a dict of seconds.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("preprocess", self.preprocess)?;
+        d.set_item("vision", self.vision)?;
+        d.set_item("prefill", self.prefill)?;
+        d.set_item("decode", self.decode)?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Timings(preprocess={:.4}, vision={:.4}, prefill={:.4}, decode={:.4})",
+            self.preprocess, self.vision, self.prefill, self.decode
+        )
+    }
+}
+
+/// The result of a generation.
+#[pyclass(module = "video_llava", name = "Generation", frozen, get_all)]
+pub struct PyGeneration {
+    /// The generated text (stop string and EOS excluded).
+    text: String,
+    /// The generated token ids (EOS excluded).
+    token_ids: Vec<u32>,
+    /// Prompt length in tokens after placeholder expansion.
+    prompt_tokens: usize,
+    /// "eos", "stop_string", "max_tokens" or "cancelled".
+    stop_reason: &'static str,
+    /// Per-stage timings.
+    timings: Py<PyTimings>,
+}
+
+impl PyGeneration {
+    /// Converts the Rust result.
+    pub fn new(py: Python<'_>, g: video_llava::Generation) -> PyResult<Self> {
+        let t = g.timings;
+        let timings = PyTimings {
+            preprocess: t.preprocess.as_secs_f64(),
+            vision: t.vision.as_secs_f64(),
+            prefill: t.prefill.as_secs_f64(),
+            decode: t.decode.as_secs_f64(),
+        };
+        Ok(Self {
+            text: g.text,
+            token_ids: g.token_ids,
+            prompt_tokens: g.prompt_tokens,
+            stop_reason: g.stop_reason.as_str(),
+            timings: Py::new(py, timings)?,
+        })
+    }
+}
+
+#[pymethods]
+impl PyGeneration {
+    fn __repr__(&self) -> String {
+        format!(
+            "Generation(text={:?}, tokens={}, prompt_tokens={}, stop_reason={:?})",
+            self.text,
+            self.token_ids.len(),
+            self.prompt_tokens,
+            self.stop_reason
+        )
+    }
+    fn __str__(&self) -> String {
+        self.text.clone()
+    }
+}
+
+fn parse_device(py: Python<'_>, name: &str) -> PyResult<Device> {
+    let lower = name.trim().to_ascii_lowercase();
+    let ordinal = |rest: &str| -> PyResult<usize> {
+        rest.parse::<usize>().map_err(|_| {
+            new_err(py, Kind::InvalidRequest, format!("bad device ordinal in {name:?}"))
+        })
+    };
+    let device = match lower.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => Device::new_cuda(0),
+        "metal" | "mps" => Device::new_metal(0),
+        "auto" => {
+            // Prefer an accelerator this build and machine have; otherwise the CPU.
+            let cuda = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
+            if cuda.is_cpu() {
+                Ok(Device::new_metal(0).unwrap_or(Device::Cpu))
+            } else {
+                Ok(cuda)
+            }
+        }
+        other => {
+            if let Some(rest) = other.strip_prefix("cuda:") {
+                Device::new_cuda(ordinal(rest)?)
+            } else if let Some(rest) = other.strip_prefix("metal:") {
+                Device::new_metal(ordinal(rest)?)
+            } else {
+                return Err(new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    format!("device must be \"cpu\", \"cuda\", \"cuda:N\", \"metal\" or \"auto\", got {name:?}"),
+                ));
+            }
+        }
+    };
+    device.map_err(|e| new_err(py, Kind::Device, format!("device {name:?}: {e}")))
+}
+
+fn parse_dtype(py: Python<'_>, name: &str) -> PyResult<DType> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "float32" | "f32" | "fp32" => Ok(DType::F32),
+        "float16" | "f16" | "fp16" | "half" => Ok(DType::F16),
+        "bfloat16" | "bf16" => Ok(DType::BF16),
+        other => Err(new_err(
+            py,
+            Kind::InvalidRequest,
+            format!("dtype must be \"float32\", \"float16\" or \"bfloat16\", got {other:?}"),
+        )),
+    }
+}
+
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+}
+
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// Optional float32 pixels, borrowed from numpy.
+fn pixels<'py>(obj: Option<&Bound<'py, PyAny>>, what: &str) -> PyResult<Option<ArrayIn<'py, f32>>> {
+    obj.map(|o| contiguous::<f32>(o, what, "float32")).transpose()
+}
+
+/// Copies borrowed pixels into a CPU tensor (the model moves it to its device).
+fn tensor(pixels: Option<(&[f32], Vec<usize>)>) -> Result<Option<Tensor>, Failure> {
+    pixels
+        .map(|(data, shape)| Tensor::from_slice(data, shape, &Device::Cpu))
+        .transpose()
+        .map_err(|e| Failure::Model(e.into()))
+}
+
+/// Polls Python's signal handlers between tokens so Ctrl-C stops a generation running on the
+/// main thread. Signals are only delivered there, so other threads never take the GIL for it.
+pub struct Interrupts {
+    on_main_thread: bool,
+    last: Instant,
+    raised: Option<PyErr>,
+}
+
+impl Interrupts {
+    const EVERY: Duration = Duration::from_millis(20);
+
+    /// Watches for signals if the calling Python thread is the main one.
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        let threading = py.import("threading")?;
+        let current = threading.call_method0("current_thread")?;
+        let main = threading.call_method0("main_thread")?;
+        Ok(Self { on_main_thread: current.is(&main), last: Instant::now(), raised: None })
+    }
+
+    /// Called between tokens (GIL released): `Break` once a handler raised.
+    pub fn poll(&mut self) -> ControlFlow<()> {
+        if !self.on_main_thread || self.last.elapsed() < Self::EVERY {
+            return ControlFlow::Continue(());
+        }
+        self.last = Instant::now();
+        match Python::attach(|py| py.check_signals()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.raised = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+/// A loaded Video-LLaVA checkpoint; safe to share between threads.
+#[pyclass(module = "video_llava", name = "VideoLlava", frozen)]
+pub struct PyVideoLlava {
+    inner: video_llava::VideoLlava,
+    source: String,
+    device: String,
+    dtype: String,
+}
+
+#[pymethods]
+impl PyVideoLlava {
+    /// Loads a checkpoint from a local directory or a Hugging Face Hub repo id.
+    #[staticmethod]
+    #[pyo3(signature = (path_or_repo_id, *, device="cpu", dtype="float32"))]
+    fn from_pretrained(
+        py: Python<'_>,
+        path_or_repo_id: &Bound<'_, PyAny>,
+        device: &str,
+        dtype: &str,
+    ) -> PyResult<Self> {
+        let source = if path_or_repo_id.cast::<PyString>().is_ok() {
+            path_or_repo_id.extract::<String>()?
+        } else {
+            path_or_repo_id.extract::<PathBuf>()?.to_string_lossy().into_owned()
+        };
+        let device_value = parse_device(py, device)?;
+        let dtype_value = parse_dtype(py, dtype)?;
+        let dir = source.clone();
+        let load_device = device_value.clone();
+        let inner = detached(py, move || {
+            Ok(video_llava::VideoLlava::from_pretrained(&dir, &load_device, dtype_value)?)
+        })?;
+        let device = device_name(&device_value);
+        Ok(Self { inner, source, device, dtype: dtype_name(dtype_value).into() })
+    }
+
+    /// The device the model runs on ("cpu", "cuda:0", "metal:0").
+    #[getter]
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    /// The compute dtype name.
+    #[getter]
+    fn dtype(&self) -> String {
+        self.dtype.clone()
+    }
+
+    /// Expands the placeholders of a full prompt text and tokenizes it (BOS included).
+    #[pyo3(signature = (prompt, num_frames=8))]
+    fn tokenize(&self, py: Python<'_>, prompt: String, num_frames: i64) -> PyResult<Vec<u32>> {
+        let num_frames = crate::sampler::frame_count(py, num_frames, "num_frames")?;
+        let model = self.inner.clone();
+        detached(py, move || Ok(model.tokenize(&prompt, num_frames)?))
+    }
+
+    /// Answers `question` about a video and/or images.
+    #[pyo3(signature = (question, *, video=None, image=None, frames=None, max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, history=None, num_frames=8, sampling="uniform"))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate<'py>(
+        &self,
+        py: Python<'py>,
+        question: String,
+        video: Option<&Bound<'py, PyAny>>,
+        image: Option<&Bound<'py, PyAny>>,
+        frames: Option<&Bound<'py, PyAny>>,
+        max_new_tokens: i64,
+        temperature: f64,
+        top_p: f64,
+        top_k: Option<i64>,
+        repetition_penalty: f64,
+        seed: Option<i64>,
+        stop: Option<&Bound<'py, PyAny>>,
+        history: Option<&Bound<'py, PyAny>>,
+        num_frames: i64,
+        sampling: &str,
+    ) -> PyResult<PyGeneration> {
+        let args = Args {
+            question, video, image, frames, history, num_frames, sampling, max_new_tokens,
+            temperature, top_p, top_k, repetition_penalty, seed, stop,
+        };
+        let (request, params) = args.build(py)?;
+        let mut interrupts = Interrupts::new(py)?;
+        let model = self.inner.clone();
+        let generation = detached(py, || {
+            let generation =
+                model.generate(&request, &params, None, &mut |_piece| interrupts.poll())?;
+            match interrupts.raised.take() {
+                Some(e) => Err(Failure::Python(e)),
+                None => Ok(generation),
+            }
+        })?;
+        PyGeneration::new(py, generation)
+    }
+
+    /// Like `generate`, but returns an iterator over text pieces as they are decoded.
+    #[pyo3(signature = (question, *, video=None, image=None, frames=None, max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, history=None, num_frames=8, sampling="uniform"))]
+    #[allow(clippy::too_many_arguments)]
+    fn stream<'py>(
+        &self,
+        py: Python<'py>,
+        question: String,
+        video: Option<&Bound<'py, PyAny>>,
+        image: Option<&Bound<'py, PyAny>>,
+        frames: Option<&Bound<'py, PyAny>>,
+        max_new_tokens: i64,
+        temperature: f64,
+        top_p: f64,
+        top_k: Option<i64>,
+        repetition_penalty: f64,
+        seed: Option<i64>,
+        stop: Option<&Bound<'py, PyAny>>,
+        history: Option<&Bound<'py, PyAny>>,
+        num_frames: i64,
+        sampling: &str,
+    ) -> PyResult<PyTextStream> {
+        let args = Args {
+            question, video, image, frames, history, num_frames, sampling, max_new_tokens,
+            temperature, top_p, top_k, repetition_penalty, seed, stop,
+        };
+        let (request, params) = args.build(py)?;
+        PyTextStream::start(self.inner.clone(), request, params)
+    }
+
+    /// Last-position logits, float32 `(vocab,)`, for already-expanded `input_ids`.
+    #[pyo3(signature = (input_ids, *, pixel_values_videos=None, pixel_values_images=None))]
+    fn logits<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        pixel_values_videos: Option<&Bound<'py, PyAny>>,
+        pixel_values_images: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let ids = token_ids(input_ids, "input_ids")?;
+        let videos = pixels(pixel_values_videos, "pixel_values_videos")?;
+        let images = pixels(pixel_values_images, "pixel_values_images")?;
+        let videos = videos.as_ref().map(|a| (a.as_slice(), a.shape().to_vec()));
+        let images = images.as_ref().map(|a| (a.as_slice(), a.shape().to_vec()));
+        let model = self.inner.clone();
+        let logits = detached(py, move || {
+            let (videos, images) = (tensor(videos)?, tensor(images)?);
+            let logits = model.logits(&ids, videos.as_ref(), images.as_ref())?;
+            let flat = logits
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| Failure::Model(e.into()))?;
+            Ok(flat)
+        })?;
+        let len = logits.len();
+        owned_array(py, logits, &[len])
+    }
+
+    /// Greedy generation from already-expanded ids and pixels; the new token ids.
+    #[pyo3(signature = (input_ids, *, pixel_values_videos=None, pixel_values_images=None, max_new_tokens=16))]
+    fn generate_ids<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        pixel_values_videos: Option<&Bound<'py, PyAny>>,
+        pixel_values_images: Option<&Bound<'py, PyAny>>,
+        max_new_tokens: i64,
+    ) -> PyResult<Vec<u32>> {
+        let ids = token_ids(input_ids, "input_ids")?;
+        let max_new_tokens = usize::try_from(max_new_tokens).map_err(|_| {
+            new_err(py, Kind::InvalidRequest, format!("max_new_tokens must be >= 0, got {max_new_tokens}"))
+        })?;
+        let videos = pixels(pixel_values_videos, "pixel_values_videos")?;
+        let images = pixels(pixel_values_images, "pixel_values_images")?;
+        let videos = videos.as_ref().map(|a| (a.as_slice(), a.shape().to_vec()));
+        let images = images.as_ref().map(|a| (a.as_slice(), a.shape().to_vec()));
+        let model = self.inner.clone();
+        detached(py, move || {
+            let (videos, images) = (tensor(videos)?, tensor(images)?);
+            Ok(model.generate_ids(&ids, videos.as_ref(), images.as_ref(), max_new_tokens)?)
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("VideoLlava({:?}, device={:?}, dtype={:?})", self.source, self.device, self.dtype)
+    }
+}
+
+/// Runs a generation on a background thread for [`PyTextStream`]; a panic there becomes a
+/// `Failure` rather than a dead thread.
+pub fn generate_guarded(
+    model: &video_llava::VideoLlava,
+    request: &video_llava::Request,
+    params: &video_llava::GenerationParams,
+    cancel: &video_llava::CancelToken,
+    on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<video_llava::Generation, Failure> {
+    guarded(|| Ok(model.generate(request, params, Some(cancel), on_piece)?))
+}

@@ -1,0 +1,130 @@
+//! Python arguments of `generate`/`stream` -> a `Request` and `GenerationParams`.
+//!
+//! Everything is read (and copied where the Rust request owns its inputs) while the GIL is held,
+//! so the generation itself can run without it.
+
+use frame_sampler::SampleOptions;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use video_llava::{GenerationParams, ImageInput, Request, VideoInput};
+
+use crate::arrays::{rgb_frames, rgb_image, type_name};
+use crate::errors::{new_err, Kind};
+use crate::sampler::{frame_count, parse_sampling, PyFrameBatch};
+use crate::source::FileArg;
+
+/// The arguments `generate` and `stream` share.
+pub struct Args<'a, 'py> {
+    pub question: String,
+    pub video: Option<&'a Bound<'py, PyAny>>,
+    pub image: Option<&'a Bound<'py, PyAny>>,
+    pub frames: Option<&'a Bound<'py, PyAny>>,
+    pub history: Option<&'a Bound<'py, PyAny>>,
+    pub num_frames: i64,
+    pub sampling: &'a str,
+    pub max_new_tokens: i64,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: Option<i64>,
+    pub repetition_penalty: f64,
+    pub seed: Option<i64>,
+    pub stop: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Args<'_, '_> {
+    /// Builds the request and the sampling parameters.
+    pub fn build(&self, py: Python<'_>) -> PyResult<(Request, GenerationParams)> {
+        let video = match (self.video, self.frames) {
+            (Some(_), Some(_)) => {
+                return Err(new_err(py, Kind::InvalidRequest, "give either video or frames, not both"))
+            }
+            (Some(video), None) => Some(self.video_input(video)?),
+            (None, Some(frames)) => Some(frames_input(frames, "frames")?),
+            (None, None) => None,
+        };
+        let images = match self.image {
+            None => Vec::new(),
+            Some(list) if list.cast::<PyList>().is_ok() || list.cast::<PyTuple>().is_ok() => list
+                .try_iter()?
+                .map(|item| image_input(&item?))
+                .collect::<PyResult<Vec<_>>>()?,
+            Some(one) => vec![image_input(one)?],
+        };
+        let history = match self.history {
+            None => Vec::new(),
+            Some(h) => h.extract::<Vec<(String, String)>>().map_err(|_| {
+                new_err(py, Kind::InvalidRequest, "history must be a list of (question, answer) pairs of str")
+            })?,
+        };
+        let request = Request { question: self.question.clone(), history, video, images };
+        Ok((request, self.params(py)?))
+    }
+
+    fn video_input(&self, video: &Bound<'_, PyAny>) -> PyResult<VideoInput> {
+        let py = video.py();
+        if let Ok(batch) = video.cast::<PyFrameBatch>() {
+            return frames_input(batch.get().frames_array(py).as_any(), "video");
+        }
+        if let Some(file) = FileArg::try_from_py(video)? {
+            let n = frame_count(py, self.num_frames, "num_frames")?;
+            let options = SampleOptions::new(parse_sampling(py, self.sampling, n)?);
+            return Ok(VideoInput::Source { source: file.into(), options });
+        }
+        if video.cast::<numpy::PyUntypedArray>().is_ok() {
+            return frames_input(video, "video");
+        }
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "video must be a path, bytes, a FrameBatch or a uint8 array, got {}",
+            type_name(video)
+        )))
+    }
+
+    fn params(&self, py: Python<'_>) -> PyResult<GenerationParams> {
+        let invalid = |what: &str, v: i64| {
+            new_err(py, Kind::InvalidRequest, format!("{what} must be >= 0, got {v}"))
+        };
+        let stop = match self.stop {
+            None => Vec::new(),
+            Some(s) if s.cast::<PyString>().is_ok() => vec![s.extract::<String>()?],
+            Some(s) => s.extract::<Vec<String>>().map_err(|_| {
+                new_err(py, Kind::InvalidRequest, "stop must be a str or a list of str")
+            })?,
+        };
+        Ok(GenerationParams {
+            max_new_tokens: usize::try_from(self.max_new_tokens)
+                .map_err(|_| invalid("max_new_tokens", self.max_new_tokens))?,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self
+                .top_k
+                .map(|k| usize::try_from(k).map_err(|_| invalid("top_k", k)))
+                .transpose()?,
+            repetition_penalty: self.repetition_penalty as f32,
+            seed: self
+                .seed
+                .map(|s| u64::try_from(s).map_err(|_| invalid("seed", s)))
+                .transpose()?,
+            stop,
+        })
+    }
+}
+
+fn frames_input(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<VideoInput> {
+    let (array, count, height, width) = rgb_frames(obj, what)?;
+    Ok(VideoInput::Frames { data: array.as_slice().to_vec(), count, height, width })
+}
+
+fn image_input(obj: &Bound<'_, PyAny>) -> PyResult<ImageInput> {
+    if obj.cast::<numpy::PyUntypedArray>().is_ok() {
+        let (array, height, width) = rgb_image(obj, "image")?;
+        return Ok(ImageInput::Rgb { data: array.as_slice().to_vec(), height, width });
+    }
+    match FileArg::try_from_py(obj)? {
+        Some(FileArg::Path(p)) => Ok(ImageInput::Path(p)),
+        Some(FileArg::Bytes(b)) => Ok(ImageInput::Encoded(b)),
+        None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "image must be a path, bytes or a uint8 (H, W, 3) array, got {}",
+            type_name(obj)
+        ))),
+    }
+}
