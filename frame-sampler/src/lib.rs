@@ -12,6 +12,7 @@
 
 mod error;
 mod source;
+mod thumbnail;
 mod types;
 
 pub use error::{Error, Result};
@@ -31,13 +32,29 @@ pub fn sample_frames(source: &Source, options: &SampleOptions) -> Result<FrameBa
 }
 
 /// One representative frame of the whole video, encoded.
+///
+/// Keyframes spread over the whole duration (exact frames at evenly spread times when the clip
+/// has too few keyframes) are decoded small and scored: black, blank and blurry frames are set
+/// aside, then the frame whose colour histograms are nearest the average wins, as in FFmpeg's
+/// `thumbnail` filter. A black or blank frame comes back only when every frame looked at is one.
+/// The result is at most `options.max_size` pixels on its longest side (aspect kept, never
+/// upscaled), rotated upright unless `options.rotate` is false.
+///
+/// Errors: [`Error::InvalidRequest`] for `max_size` 0 or `quality` outside 1-100, the
+/// sampler's errors for sources it cannot read, [`Error::Encode`] when encoding fails.
 pub fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnail> {
-    let _ = (source, options);
-    todo!("frame-sampler thumbnail")
+    thumbnail::thumbnail(source, options)
 }
 
-/// `n` distinct representative frames in time order, each encoded.
+/// `n` distinct representative frames in time order, each encoded like a [`thumbnail`].
+///
+/// The timeline is cut into `n` equal segments and each gives its most representative frame
+/// that is neither black, blank, blurry nor a near-copy of the previous pick; segments with no
+/// such frame (a black section) are made up for by good frames from elsewhere. Timestamps are
+/// distinct and strictly increasing. Fewer than `n` frames come back only when `3 n` evenly
+/// spread times land on fewer than `n` distinct frames (a video shorter than `n` frames).
+///
+/// Errors: [`Error::InvalidRequest`] for `n` 0, otherwise as [`thumbnail`].
 pub fn storyboard(source: &Source, n: usize, options: &ThumbnailOptions) -> Result<Vec<Thumbnail>> {
-    let _ = (source, n, options);
-    todo!("frame-sampler storyboard")
+    thumbnail::storyboard(source, n, options)
 }
