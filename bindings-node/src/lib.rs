@@ -1,1 +1,24 @@
-//! Node bindings (napi-rs).
+//! Node bindings (napi-rs) for the video-llava engine: the npm package `video-llava`.
+//!
+//! The binding converts types and errors, nothing else. Every call that decodes or computes runs
+//! off the main thread (an `AsyncTask` on the libuv pool, or an engine thread for token streams),
+//! so the event loop keeps ticking; errors reach JavaScript as `Error`s with a stable `.code`.
+//!
+//! Modules, one job each:
+//! - `error`: engine errors -> JS errors with codes; panics caught before they reach Node.
+//! - `source`: a path or bytes from JavaScript -> an engine source.
+//! - `frames`: `probe`, `sampleFrames`, `thumbnail`, `storyboard`.
+//! - `model`: the `VideoLlava` class: loading, `generate`, tokenizing, raw logits.
+//! - `request`: generation options from JavaScript -> the engine's request and parameters.
+//! - `stream`: `TokenStream`, the async iterator behind `model.stream()`.
+//! - `cancel`: `AbortSignal` -> the engine's `CancelToken`.
+//! - `on_token`: the `onToken` callback, fed from the engine's thread.
+
+mod cancel;
+mod error;
+mod frames;
+mod model;
+mod on_token;
+mod request;
+mod source;
+mod stream;

