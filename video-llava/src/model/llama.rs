@@ -1,0 +1,315 @@
+//! The Llama language model: RMSNorm, RoPE (rotate-half, as transformers), grouped-query
+//! attention against a preallocated KV cache, SiLU MLP, untied LM head on the last position.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::Linear;
+
+use super::attention_softmax;
+use super::clip::{fused_linear, linear};
+use super::activate;
+use crate::config::TextConfig;
+use crate::weights::Scope;
+use crate::{Error, Result};
+
+/// Keys and values of every layer for one generation, allocated once at its full length.
+///
+/// Each call to [`crate::model::VideoLlavaModel::new_cache`] makes a fresh one, so concurrent
+/// generations never share state. Appending writes in place (`slice_set`), never concatenates.
+pub struct KvCache {
+    /// Per layer, `(1, kv_heads, capacity, head_dim)` keys and values.
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for KvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("layers", &self.layers.len())
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl KvCache {
+    /// Positions already filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is filled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most positions this cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every position, keeping the buffers for reuse.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Drops positions from `len` on (e.g. to re-run a shared prompt prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: Tensor,
+    qkv: Linear,
+    o_proj: Linear,
+    post_attention_layernorm: Tensor,
+    gate_up: Linear,
+    down_proj: Linear,
+}
+
+/// The language model.
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    /// `(max_position_embeddings, head_dim / 2)` RoPE tables, in the model dtype.
+    cos: Tensor,
+    sin: Tensor,
+    cfg: TextConfig,
+}
+
+impl Llama {
+    /// Loads the body from `vb` and the head from `head` (or the embeddings, when tied).
+    pub(crate) fn load(vb: &Scope<'_>, head: &Scope<'_>, cfg: &TextConfig, tied: bool) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let h = cfg.num_attention_heads;
+        let kvh = cfg.num_key_value_heads;
+        let hd = cfg.head_dim;
+        let i = cfg.intermediate_size;
+        let embed_tokens = vb.pp("embed_tokens").get(&[cfg.vocab_size, d], "weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for idx in 0..cfg.num_hidden_layers {
+            let l = vb.pp("layers").pp(idx);
+            let attn = l.pp("self_attn");
+            let mlp = l.pp("mlp");
+            layers.push(DecoderLayer {
+                input_layernorm: l.pp("input_layernorm").get(&[d], "weight")?,
+                qkv: fused_linear(
+                    &[attn.pp("q_proj"), attn.pp("k_proj"), attn.pp("v_proj")],
+                    d,
+                    &[h * hd, kvh * hd, kvh * hd],
+                    cfg.attention_bias,
+                )?,
+                o_proj: linear(&attn.pp("o_proj"), h * hd, d, cfg.attention_bias)?,
+                post_attention_layernorm: l.pp("post_attention_layernorm").get(&[d], "weight")?,
+                gate_up: fused_linear(
+                    &[mlp.pp("gate_proj"), mlp.pp("up_proj")],
+                    d,
+                    &[i, i],
+                    cfg.mlp_bias,
+                )?,
+                down_proj: linear(&mlp.pp("down_proj"), i, d, cfg.mlp_bias)?,
+            });
+        }
+        let norm = vb.pp("norm").get(&[d], "weight")?;
+        let lm_head = if tied && !head.contains("weight") {
+            embed_tokens.clone()
+        } else {
+            head.get(&[cfg.vocab_size, d], "weight")?
+        };
+        let (cos, sin) = rope_tables(cfg, embed_tokens.dtype(), embed_tokens.device())?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// A cache for up to `max_len` positions.
+    pub(crate) fn new_cache(&self, max_len: usize) -> Result<KvCache> {
+        if max_len == 0 || max_len > self.cfg.max_position_embeddings {
+            return Err(Error::InvalidRequest(format!(
+                "a KV cache of {max_len} positions is outside the model's context of 1..={} positions",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let shape = (1, self.cfg.num_key_value_heads, max_len, self.cfg.head_dim);
+        let dtype = self.embed_tokens.dtype();
+        let device = self.embed_tokens.device();
+        let layers = (0..self.layers.len())
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, dtype, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
+                ))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity: max_len,
+        })
+    }
+
+    /// Token embeddings `(L, hidden)`; ids must be in the vocabulary.
+    pub(crate) fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+            return Err(Error::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                self.cfg.vocab_size
+            )));
+        }
+        let ids = Tensor::new(ids, self.embed_tokens.device())?;
+        Ok(self.embed_tokens.index_select(&ids, 0)?)
+    }
+
+    /// Runs `embeds` `(1, L, hidden)` at positions `cache.len()..`, returning the last
+    /// position's logits `(vocab,)` in f32.
+    pub(crate) fn forward(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, seq, d) = embeds.dims3()?;
+        if b != 1 || seq == 0 || d != self.cfg.hidden_size {
+            return Err(Error::InvalidRequest(format!(
+                "embeddings must be (1, L > 0, {}), got {:?}",
+                self.cfg.hidden_size,
+                embeds.dims()
+            )));
+        }
+        if cache.layers.len() != self.layers.len() {
+            return Err(Error::InvalidRequest(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        let offset = cache.len;
+        if offset + seq > cache.capacity {
+            return Err(Error::InvalidRequest(format!(
+                "{seq} more positions do not fit the KV cache ({offset} of {} used)",
+                cache.capacity
+            )));
+        }
+        let device = self.embed_tokens.device();
+        let dtype = self.embed_tokens.dtype();
+        let mut xs = embeds.to_device(device)?.to_dtype(dtype)?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        let mask = if seq > 1 {
+            Some(causal_mask(seq, offset, dtype, device)?)
+        } else {
+            None
+        };
+        for (layer, (k_cache, v_cache)) in self.layers.iter().zip(cache.layers.iter()) {
+            xs = self.layer_forward(layer, &xs, k_cache, v_cache, offset, &cos, &sin, mask.as_ref())?;
+        }
+        cache.len = offset + seq;
+        let last = xs.narrow(1, seq - 1, 1)?.reshape((1, d))?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        let logits = last.matmul(&self.lm_head.t()?)?;
+        Ok(logits.reshape(self.cfg.vocab_size)?.to_dtype(DType::F32)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        layer: &DecoderLayer,
+        xs: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        offset: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (_, seq, _) = xs.dims3()?;
+        let (h, kvh, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let eps = cfg.rms_norm_eps as f32;
+
+        let normed = candle_nn::ops::rms_norm(xs, &layer.input_layernorm, eps)?;
+        // q, k and v from one matmul, laid out (1, heads, S, head_dim) by one copy; with batch 1
+        // each narrow along the head axis stays contiguous.
+        let qkv = layer
+            .qkv
+            .forward(&normed)?
+            .reshape((1, seq, h + 2 * kvh, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&qkv.narrow(1, 0, h)?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&qkv.narrow(1, h, kvh)?, cos, sin)?;
+        let v = qkv.narrow(1, h + kvh, kvh)?;
+        k_cache.slice_set(&k, 2, offset)?;
+        v_cache.slice_set(&v, 2, offset)?;
+        let total = offset + seq;
+        let keys = k_cache.narrow(2, 0, total)?;
+        let values = v_cache.narrow(2, 0, total)?;
+
+        // Grouped-query attention without repeating k/v: the query heads sharing one kv head
+        // are stacked on the row axis, (1, kv_heads, n_rep * S, head_dim).
+        let n_rep = h / kvh;
+        let q = (q * (hd as f64).powf(-0.5))?.reshape((1, kvh, n_rep * seq, hd))?;
+        let scores = q.matmul(&keys.t()?)?.reshape((1, h, seq, total))?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let probs = attention_softmax(&scores)?.reshape((1, kvh, n_rep * seq, total))?;
+        let attn = probs
+            .matmul(&values)?
+            .reshape((1, h, seq, hd))?
+            .transpose(1, 2)?
+            .reshape((1, seq, h * hd))?;
+        let xs = (xs + layer.o_proj.forward(&attn)?)?;
+
+        let normed = candle_nn::ops::rms_norm(&xs, &layer.post_attention_layernorm, eps)?;
+        let gate_up = layer.gate_up.forward(&normed)?;
+        let i = cfg.intermediate_size;
+        let gate = activate(cfg.hidden_act, &gate_up.narrow(D::Minus1, 0, i)?)?;
+        let up = gate_up.narrow(D::Minus1, i, i)?;
+        xs + layer.down_proj.forward(&(gate * up)?)?
+    }
+
+    /// The configuration it was built from.
+    pub(crate) fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+}
+
+/// RoPE cos/sin for every position, computed in f32 as transformers does
+/// (`inv_freq = 1 / theta^(2i/d)`, `freqs = pos * inv_freq`), then cast to the model dtype.
+fn rope_tables(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+    let dim = cfg.head_dim;
+    let base = cfg.rope_theta as f32;
+    let inv_freq: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+        .collect();
+    let half = inv_freq.len();
+    let positions = cfg.max_position_embeddings;
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    for pos in 0..positions {
+        for &f in &inv_freq {
+            let angle = pos as f32 * f;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (positions, half), device)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (positions, half), device)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// `(S, offset + S)`: 0 where query `i` may see key `j` (`j <= offset + i`), -inf elsewhere.
+fn causal_mask(seq: usize, offset: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let total = offset + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })
+        })
+        .collect();
+    Tensor::from_vec(mask, (seq, total), device)?.to_dtype(dtype)
+}

@@ -1,0 +1,224 @@
+//! The model core against golden outputs of transformers' VideoLlavaForConditionalGeneration
+//! (made by tests/fixtures/make_fixtures.py): for every fixture model and case, in f32 on CPU,
+//! last-position logits within 1e-4 (max abs difference relative to the largest reference
+//! logit) and 16 greedy tokens identical; bf16 loading stays close to f32.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use video_llava::model::VideoLlavaModel;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every fixture model directory (one with a golden.json), sorted by name.
+fn fixture_models() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("golden.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+struct Case {
+    name: String,
+    video: bool,
+    images: usize,
+}
+
+struct Golden {
+    cases: Vec<Case>,
+    tensors: HashMap<String, Tensor>,
+}
+
+fn load_golden(dir: &Path) -> Result<Golden> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json"))?)?;
+    let cases = json["cases"]
+        .as_array()
+        .context("golden.json has cases")?
+        .iter()
+        .map(|c| {
+            Ok(Case {
+                name: c["name"].as_str().context("case name")?.to_string(),
+                video: c["video"].as_bool().context("case video")?,
+                images: c["images"].as_u64().context("case images")? as usize,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
+    Ok(Golden { cases, tensors })
+}
+
+/// The shared pixel inputs, f16 on disk, as f32 (what the reference saw).
+fn inputs() -> Result<(Tensor, Tensor)> {
+    let t = candle_core::safetensors::load(fixtures().join("inputs.safetensors"), &Device::Cpu)?;
+    let video = t["video"].to_dtype(DType::F32)?;
+    let images = t["images"].to_dtype(DType::F32)?;
+    Ok((video, images))
+}
+
+fn ids_of(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
+}
+
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(0)?.to_scalar::<u32>()?)
+}
+
+/// Prompt logits and `new_tokens` greedy tokens through the model core's public API.
+fn run_case(
+    model: &VideoLlavaModel,
+    ids: &[u32],
+    video: Option<&Tensor>,
+    images: Option<&Tensor>,
+    new_tokens: usize,
+) -> Result<(Tensor, Vec<u32>)> {
+    let video_features = video.map(|v| model.encode_videos(v)).transpose()?;
+    let image_features = images.map(|i| model.encode_images(i)).transpose()?;
+    let embeds = model.embed(ids, image_features.as_ref(), video_features.as_ref())?;
+    let mut cache = model.new_cache(ids.len() + new_tokens)?;
+    let logits = model.forward_embeds(&embeds, &mut cache)?;
+    let mut tokens = vec![argmax(&logits)?];
+    while tokens.len() < new_tokens {
+        let next = model.forward_tokens(&tokens[tokens.len() - 1..], &mut cache)?;
+        tokens.push(argmax(&next)?);
+    }
+    ensure!(cache.len() == ids.len() + new_tokens - 1, "cache length");
+    Ok((logits, tokens))
+}
+
+/// max |a - b| / max |b|.
+fn relative_error(ours: &Tensor, reference: &Tensor) -> Result<f32> {
+    let diff = (ours - reference)?.abs()?.max(0)?.to_scalar::<f32>()?;
+    let scale = reference.abs()?.max(0)?.to_scalar::<f32>()?;
+    Ok(diff / scale)
+}
+
+fn case_inputs(
+    case: &Case,
+    video: &Tensor,
+    images: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let v = case.video.then(|| video.clone());
+    let i = if case.images > 0 {
+        Some(images.narrow(0, 0, case.images)?)
+    } else {
+        None
+    };
+    Ok((v, i))
+}
+
+#[test]
+fn every_fixture_model_matches_the_reference_in_f32() -> Result<()> {
+    let models = fixture_models();
+    ensure!(!models.is_empty(), "no fixture models under {:?}", fixtures());
+    let (video, images) = inputs()?;
+    let mut failures = Vec::new();
+    for dir in &models {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let model = VideoLlavaModel::load(dir, &Device::Cpu, DType::F32)
+            .with_context(|| format!("loading {name}"))?;
+        let golden = load_golden(dir)?;
+        ensure!(!golden.cases.is_empty(), "{name}: no cases");
+        for case in &golden.cases {
+            let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
+            let want_logits = &golden.tensors[&format!("{}.logits", case.name)];
+            let want_tokens = ids_of(&golden.tensors[&format!("{}.greedy", case.name)])?;
+            let (v, i) = case_inputs(case, &video, &images)?;
+            let (logits, tokens) = run_case(&model, &ids, v.as_ref(), i.as_ref(), want_tokens.len())
+                .with_context(|| format!("{name}/{}", case.name))?;
+            let err = relative_error(&logits, want_logits)?;
+            eprintln!(
+                "{name}/{}: {} tokens, max logits error {err:.3e} (relative), greedy {}",
+                case.name,
+                ids.len(),
+                if tokens == want_tokens { "identical" } else { "DIFFERENT" }
+            );
+            if err > 1e-4 {
+                failures.push(format!("{name}/{}: logits error {err:.3e} > 1e-4", case.name));
+            }
+            if tokens != want_tokens {
+                failures.push(format!(
+                    "{name}/{}: greedy {tokens:?} != reference {want_tokens:?}",
+                    case.name
+                ));
+            }
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn bf16_loading_stays_close_to_f32() -> Result<()> {
+    let (video, images) = inputs()?;
+    for dir in fixture_models() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let f32_model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
+        let bf16_model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::BF16)?;
+        assert_eq!(bf16_model.dtype(), DType::BF16);
+        let golden = load_golden(&dir)?;
+        // The image case exercises towers, projector, merge and LM in a few hundred positions.
+        let case = golden
+            .cases
+            .iter()
+            .find(|c| c.images > 0 && !c.video)
+            .unwrap_or(&golden.cases[0]);
+        let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
+        let (v, i) = case_inputs(case, &video, &images)?;
+        let (want, _) = run_case(&f32_model, &ids, v.as_ref(), i.as_ref(), 1)?;
+        let (got, _) = run_case(&bf16_model, &ids, v.as_ref(), i.as_ref(), 1)?;
+        assert_eq!(got.dtype(), DType::F32, "logits come back as f32");
+        let err = relative_error(&got, &want)?;
+        eprintln!("{name}/{}: bf16 vs f32 max logits error {err:.3e} (relative)", case.name);
+        ensure!(err < 0.05, "{name}: bf16 logits too far from f32: {err}");
+        // Same weights in bf16 still rank the top token the same in these fixtures.
+        let top = argmax(&want)?;
+        let got_rank = got
+            .to_vec1::<f32>()?
+            .iter()
+            .filter(|&&x| x > got.to_vec1::<f32>().unwrap()[top as usize])
+            .count();
+        ensure!(got_rank < 5, "{name}: f32's top token ranks {got_rank} in bf16");
+    }
+    Ok(())
+}
+
+#[test]
+fn one_model_serves_several_threads_at_once() -> Result<()> {
+    let dir = fixture_models().into_iter().next().context("a fixture model")?;
+    let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
+    let golden = load_golden(&dir)?;
+    let (video, images) = inputs()?;
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = golden
+            .cases
+            .iter()
+            .filter(|c| !c.video)
+            .map(|case| {
+                let model = &model;
+                let golden = &golden;
+                let (video, images) = (&video, &images);
+                s.spawn(move || -> Result<()> {
+                    let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
+                    let want = ids_of(&golden.tensors[&format!("{}.greedy", case.name)])?;
+                    let (v, i) = case_inputs(case, video, images)?;
+                    let (_, tokens) = run_case(model, &ids, v.as_ref(), i.as_ref(), want.len())?;
+                    ensure!(tokens == want, "{}: {tokens:?} != {want:?}", case.name);
+                    Ok(())
+                })
+            })
+            .collect();
+        ensure!(handles.len() >= 2, "need at least two cases to run concurrently");
+        for h in handles {
+            h.join().expect("thread panicked")?;
+        }
+        Ok(())
+    })
+}
