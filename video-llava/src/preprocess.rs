@@ -36,7 +36,12 @@ pub fn resized_size(height: usize, width: usize) -> (usize, usize) {
 /// Preprocesses `count` RGB8 frames of `height x width` into `count x 3 x 224 x 224` floats.
 ///
 /// Frames are processed in parallel (one chunk of frames per available core).
-pub fn preprocess_frames(data: &[u8], count: usize, height: usize, width: usize) -> Result<Vec<f32>> {
+pub fn preprocess_frames(
+    data: &[u8],
+    count: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
     validate(data, count, height, width)?;
     let plan = ResizePlan::new(height, width);
     let in_frame = height * width * 3;
@@ -48,7 +53,10 @@ pub fn preprocess_frames(data: &[u8], count: usize, height: usize, width: usize)
         .unwrap_or(1)
         .min(count);
     if threads <= 1 {
-        for (src, dst) in data.chunks_exact(in_frame).zip(out.chunks_exact_mut(out_frame)) {
+        for (src, dst) in data
+            .chunks_exact(in_frame)
+            .zip(out.chunks_exact_mut(out_frame))
+        {
             plan.run(src, dst);
         }
         return Ok(out);
@@ -61,7 +69,10 @@ pub fn preprocess_frames(data: &[u8], count: usize, height: usize, width: usize)
         {
             let plan = &plan;
             scope.spawn(move || {
-                for (src, dst) in src.chunks_exact(in_frame).zip(dst.chunks_exact_mut(out_frame)) {
+                for (src, dst) in src
+                    .chunks_exact(in_frame)
+                    .zip(dst.chunks_exact_mut(out_frame))
+                {
                     plan.run(src, dst);
                 }
             });
@@ -94,7 +105,11 @@ pub fn frames_tensor(
 /// [`preprocess_image`] as an f32 tensor `(3, 224, 224)` on `device`.
 pub fn image_tensor(data: &[u8], height: usize, width: usize, device: &Device) -> Result<Tensor> {
     let pixels = preprocess_image(data, height, width)?;
-    Ok(Tensor::from_vec(pixels, (3, IMAGE_SIZE, IMAGE_SIZE), device)?)
+    Ok(Tensor::from_vec(
+        pixels,
+        (3, IMAGE_SIZE, IMAGE_SIZE),
+        device,
+    )?)
 }
 
 fn validate(data: &[u8], count: usize, height: usize, width: usize) -> Result<()> {
@@ -272,7 +287,9 @@ impl ResizePlan {
                         out_px[2] = clip8(acc[2]);
                     }
                 }
-                None => out_row.copy_from_slice(&in_row[self.left * 3..(self.left + IMAGE_SIZE) * 3]),
+                None => {
+                    out_row.copy_from_slice(&in_row[self.left * 3..(self.left + IMAGE_SIZE) * 3])
+                }
             }
         }
 
@@ -361,7 +378,9 @@ mod tests {
     #[test]
     fn frames_are_independent_of_batching() {
         let (h, w) = (90, 160);
-        let data: Vec<u8> = (0..5 * h * w * 3).map(|i| ((i * 7919) % 256) as u8).collect();
+        let data: Vec<u8> = (0..5 * h * w * 3)
+            .map(|i| ((i * 7919) % 256) as u8)
+            .collect();
         let batch = preprocess_frames(&data, 5, h, w).unwrap();
         let frame = h * w * 3;
         for i in 0..5 {
@@ -384,9 +403,18 @@ mod tests {
     #[test]
     fn bad_inputs_are_invalid_requests() {
         let data = vec![0u8; 10 * 10 * 3];
-        for (count, h, w) in [(1, 10, 11), (2, 10, 10), (0, 10, 10), (1, 0, 10), (1, 10, 0)] {
+        for (count, h, w) in [
+            (1, 10, 11),
+            (2, 10, 10),
+            (0, 10, 10),
+            (1, 0, 10),
+            (1, 10, 0),
+        ] {
             let err = preprocess_frames(&data, count, h, w).unwrap_err();
-            assert!(matches!(err, Error::InvalidRequest(_)), "{count} {h} {w}: {err}");
+            assert!(
+                matches!(err, Error::InvalidRequest(_)),
+                "{count} {h} {w}: {err}"
+            );
         }
         assert!(matches!(
             preprocess_image(&[], 0, 0),
@@ -400,7 +428,10 @@ mod tests {
             let k = AxisKernel::new(inp, out, 0, out);
             for i in 0..out {
                 let sum: i64 = k.taps(i).1.iter().map(|&w| i64::from(w)).sum();
-                assert!((sum - (1 << PRECISION_BITS)).abs() <= k.ksize as i64, "{inp}->{out} @ {i}");
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= k.ksize as i64,
+                    "{inp}->{out} @ {i}"
+                );
             }
         }
     }

@@ -257,7 +257,8 @@ mod tests {
     use super::*;
 
     fn tokenizer() -> PromptTokenizer {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/tokenizer.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/tokenizer.json");
         PromptTokenizer::from_file(&path, PlaceholderSpec::default()).unwrap()
     }
 
@@ -294,8 +295,14 @@ mod tests {
     #[test]
     fn known_llama_ids() {
         let t = tokenizer();
-        assert_eq!(t.encode_unexpanded("Hello world").unwrap(), [1, 15043, 3186]);
-        assert_eq!(t.encode_unexpanded("USER:").unwrap(), [1, 3148, 1001, 29901]);
+        assert_eq!(
+            t.encode_unexpanded("Hello world").unwrap(),
+            [1, 15043, 3186]
+        );
+        assert_eq!(
+            t.encode_unexpanded("USER:").unwrap(),
+            [1, 3148, 1001, 29901]
+        );
     }
 
     #[test]
@@ -316,7 +323,9 @@ mod tests {
     #[test]
     fn placeholder_mismatch_is_invalid_request() {
         let t = tokenizer();
-        let err = t.encode("USER: <video>\nHi ASSISTANT:", 0, None).unwrap_err();
+        let err = t
+            .encode("USER: <video>\nHi ASSISTANT:", 0, None)
+            .unwrap_err();
         assert!(
             matches!(&err, Error::InvalidRequest(m) if m.contains("0 <image> and 1 <video>")),
             "{err}"
@@ -329,20 +338,28 @@ mod tests {
             t.encode("USER: <video><video> ASSISTANT:", 0, Some(8)),
             Err(Error::InvalidRequest(_))
         ));
-        assert!(matches!(t.encode("  ", 0, None), Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            t.encode("  ", 0, None),
+            Err(Error::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn decode_skips_special_tokens() {
         let t = tokenizer();
-        let ids = t.encode("USER: <image>\nHello world ASSISTANT:", 1, None).unwrap();
+        let ids = t
+            .encode("USER: <image>\nHello world ASSISTANT:", 1, None)
+            .unwrap();
         assert_eq!(t.decode(&ids).unwrap(), "USER: \nHello world ASSISTANT:");
     }
 
     #[test]
     fn missing_tokenizer_is_missing_file() {
-        let err = PromptTokenizer::from_file(Path::new("/nonexistent/tokenizer.json"), PlaceholderSpec::default())
-            .unwrap_err();
+        let err = PromptTokenizer::from_file(
+            Path::new("/nonexistent/tokenizer.json"),
+            PlaceholderSpec::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::MissingFile { .. }), "{err}");
     }
 }
