@@ -1,0 +1,99 @@
+//! Opening a [`Source`] as an FFmpeg demuxer and choosing its video stream.
+//!
+//! Everything that touches FFmpeg starts here: one-time library setup, the in-memory I/O for byte
+//! sources, and the mapping of FFmpeg's open failures to this crate's typed errors.
+
+use std::io::Cursor;
+use std::sync::Once;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::format::context::{Input, StreamIo};
+use ffmpeg_next::media::Type as MediaType;
+
+use crate::{Error, Result, Source};
+
+static INIT: Once = Once::new();
+
+/// Initializes FFmpeg once per process and silences its logging: a library must not print to the
+/// caller's stderr, and every failure reaches the caller as a typed [`Error`] anyway.
+/// `FRAME_SAMPLER_FFMPEG_LOG=error|warning|info|debug` turns FFmpeg's own log back on for debugging.
+pub(crate) fn init() {
+    INIT.call_once(|| {
+        // `init` only registers devices/formats, which FFmpeg 5+ no longer needs; it cannot fail
+        // in a way that matters here.
+        let _ = ffmpeg::init();
+        use ffmpeg::util::log::Level;
+        let level = match std::env::var("FRAME_SAMPLER_FFMPEG_LOG").as_deref() {
+            Ok("error") => Level::Error,
+            Ok("warning") => Level::Warning,
+            Ok("info") => Level::Info,
+            Ok("debug") => Level::Debug,
+            _ => Level::Quiet,
+        };
+        ffmpeg::util::log::set_level(level);
+    });
+}
+
+/// An opened container and the index of the video stream this crate works on.
+pub(crate) struct Media {
+    pub input: Input,
+    pub stream: usize,
+    pub source_name: String,
+}
+
+/// Opens `source` and picks its best video stream (cover art is not video).
+pub(crate) fn open(source: &Source) -> Result<Media> {
+    init();
+    let source_name = source.describe();
+    let open_err = |e: ffmpeg::Error| Error::Open { source_name: source_name.clone(), reason: e.to_string() };
+    let input = match source {
+        Source::Path(path) => {
+            // FFmpeg reports a missing file as a generic ENOENT; check first so callers get NotFound.
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound { source_name });
+                }
+                Err(e) => return Err(Error::Open { source_name, reason: e.to_string() }),
+                Ok(m) if m.is_dir() => {
+                    return Err(Error::Open { source_name, reason: "is a directory".into() });
+                }
+                Ok(_) => {}
+            }
+            ffmpeg::format::input(path).map_err(open_err)?
+        }
+        Source::Bytes(bytes) => {
+            // ffmpeg-next's StreamIo owns the AVIOContext and the boxed cursor, and frees both
+            // (and the format context) when `Input` drops, on every path.
+            let io = StreamIo::from_read_seek(Cursor::new(bytes.clone())).map_err(open_err)?;
+            ffmpeg::format::input_from_stream(io, None, None).map_err(open_err)?
+        }
+    };
+    let format_name = input.format().name().to_string();
+    // A still image (an image renamed .mp4, say) opens as an image "pipe": not a video.
+    if format_name.ends_with("_pipe") || format_name == "image2" {
+        return Err(Error::Open {
+            source_name,
+            reason: format!("a still image ({format_name}), not a video"),
+        });
+    }
+    let stream = pick_video_stream(&input).ok_or_else(|| Error::NoVideoStream { source_name: source_name.clone() })?;
+    Ok(Media { input, stream, source_name })
+}
+
+fn pick_video_stream(input: &Input) -> Option<usize> {
+    let is_real_video = |s: &ffmpeg::format::stream::Stream| {
+        s.parameters().medium() == MediaType::Video
+            && !s.disposition().contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+    };
+    if let Some(best) = input.streams().best(MediaType::Video) {
+        if is_real_video(&best) {
+            return Some(best.index());
+        }
+    }
+    input.streams().find(|s| is_real_video(s)).map(|s| s.index())
+}
+
+/// Whether the container holds at least one audio stream.
+pub(crate) fn has_audio(input: &Input) -> bool {
+    input.streams().any(|s| s.parameters().medium() == MediaType::Audio)
+}
