@@ -188,15 +188,18 @@ impl PyFrameBatch {
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let frames = self.frames.bind(py).as_any().clone();
+        if dtype.is_none() && copy != Some(true) {
+            return Ok(frames);
+        }
+        // numpy's own semantics: copy=None copies only if the dtype needs it, copy=False never
+        // copies (numpy 2 raises), copy=True always copies.
         let numpy = py.import("numpy")?;
-        match (dtype, copy) {
-            (None, None | Some(false)) => Ok(frames),
-            (dtype, copy) => {
-                let kwargs = PyDict::new(py);
-                if let Some(dtype) = dtype {
-                    kwargs.set_item("dtype", dtype)?;
-                }
-                kwargs.set_item("copy", copy.unwrap_or(false))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("dtype", dtype)?;
+        match copy {
+            None => numpy.call_method("asarray", (frames,), Some(&kwargs)),
+            Some(copy) => {
+                kwargs.set_item("copy", copy)?;
                 numpy.call_method("array", (frames,), Some(&kwargs))
             }
         }

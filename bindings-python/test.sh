@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the Python package into the repo's .venv (dev profile, the workspace's target dir, so
+# cargo artifacts are shared with the rest of the workspace) and runs its tests and linter.
+# Idempotent: creates the venv and installs the tools only when missing.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+venv="$root/.venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+source "$venv/bin/activate"
+need=()
+for pkg in maturin numpy pytest ruff safetensors; do
+  python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('$pkg') is None)" 2>/dev/null \
+    || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  python -m pip install -q --disable-pip-version-check "${need[@]}"
+fi
+
+unset CARGO_TARGET_DIR
+cd "$root"
+maturin develop -q -m bindings-python/Cargo.toml
+python -m pytest bindings-python/tests -q
+ruff check bindings-python
