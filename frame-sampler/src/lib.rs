@@ -9,26 +9,52 @@
 //! assert_eq!(batch.len(), 8);
 //! # Ok::<(), frame_sampler::Error>(())
 //! ```
+//!
+//! # Conventions
+//!
+//! - Frame indices count frames in presentation order from 0, over the frames that really exist
+//!   (counted from the packets, not taken from a header).
+//! - Timestamps are seconds from the first frame (an MPEG-TS file that starts at 1.4 s reports its
+//!   first frame at 0.0). With variable frame rate, `Timestamps`/`Every` pick the frame on screen at
+//!   that time: the last frame that starts at or before it.
+//! - An index past the frames that exist is an [`Error::InvalidRequest`], except when the
+//!   container's header promised that frame (a truncated file): then it is clamped to the last
+//!   frame and [`FrameBatch::clamped`] is set. `clamped` is also set whenever the header's frame
+//!   count was larger than the frames the file holds, or frames listed in the index failed to
+//!   decode at the end of the file.
+//! - A timestamp past the end of the last frame is an [`Error::InvalidRequest`].
 
+mod convert;
+mod decode;
 mod error;
+mod index;
+mod media;
+mod plan;
+mod probe;
+mod sample;
 mod source;
 mod thumbnail;
 mod types;
 
+pub use decode::SampleStats;
 pub use error::{Error, Result};
+pub use sample::{MAX_FRAME_PIXELS, MAX_FRAME_SIDE};
 pub use source::Source;
 pub use types::*;
 
 /// Opens `source` and reports the facts of its best video stream.
 pub fn probe(source: &Source) -> Result<VideoInfo> {
-    let _ = source;
-    todo!("frame-sampler probe")
+    probe::probe(source)
 }
 
 /// Decodes the frames `options` asks for and returns them as one contiguous RGB8 batch.
 pub fn sample_frames(source: &Source, options: &SampleOptions) -> Result<FrameBatch> {
-    let _ = (source, options);
-    todo!("frame-sampler sample_frames")
+    sample::sample(source, options).map(|(batch, _)| batch)
+}
+
+/// Like [`sample_frames`], also reporting how much decoding it took (for benchmarks and tests).
+pub fn sample_frames_with_stats(source: &Source, options: &SampleOptions) -> Result<(FrameBatch, SampleStats)> {
+    sample::sample(source, options)
 }
 
 /// One representative frame of the whole video, encoded.
