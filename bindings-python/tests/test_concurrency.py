@@ -1,4 +1,4 @@
-"""The GIL is released during long calls; one model serves several threads; Ctrl-C stops a generation."""
+"""GIL released during long calls; one model, several threads; Ctrl-C stops a generation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 import video_llava as vl
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import video_llava as vl
 
 LONGGOP = "h264_bframes_longgop.mp4"

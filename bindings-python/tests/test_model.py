@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import video_llava as vl
 from conftest import TINY
 
@@ -111,7 +110,9 @@ def test_image_inputs_agree(model, bikes):
 
 def test_sampling_is_seeded(model):
     kw = dict(max_new_tokens=8, temperature=1.0, top_k=50, seed=7)
-    assert model.generate("Say hello.", **kw).token_ids == model.generate("Say hello.", **kw).token_ids
+    assert (
+        model.generate("Say hello.", **kw).token_ids == model.generate("Say hello.", **kw).token_ids
+    )
 
 
 def test_stop_string(model):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import video_llava as vl
 from conftest import FIXTURES, load_safetensors
 
@@ -19,7 +18,9 @@ def png_rgb(path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference():
-    return {k: v.astype(np.float32) for k, v in load_safetensors(PRE / "preprocess.safetensors").items()}
+    return {
+        k: v.astype(np.float32) for k, v in load_safetensors(PRE / "preprocess.safetensors").items()
+    }
 
 
 def test_preprocess_frames_matches_video_processor(reference):

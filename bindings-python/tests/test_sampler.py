@@ -1,4 +1,4 @@
-"""Round trips through probe, sample_frames, thumbnail and storyboard on generated and real videos."""
+"""Round trips through probe, sample_frames, thumbnail and storyboard."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pathlib
 
 import numpy as np
 import pytest
-
 import video_llava as vl
 
 LONGGOP = "h264_bframes_longgop.mp4"  # 320x240, 30 fps, 300 frames, with audio

@@ -1,4 +1,4 @@
-"""The .pyi stub describes exactly what the module exports, and mypy's stubtest agrees where present."""
+"""The .pyi stub describes exactly what the module exports; mypy stubtest agrees."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import video_llava as vl
 from video_llava import _native
 
@@ -52,7 +51,8 @@ def test_stub_class_members_match():
         members = {
             item.name
             for item in node.body
-            if isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name.startswith("__"))
+            if isinstance(item, ast.FunctionDef)
+            and (not item.name.startswith("_") or item.name.startswith("__"))
         }
         runtime = {m for m in vars(cls) if not m.startswith("_")}
         assert {m for m in members if not m.startswith("_")} == runtime, name
@@ -71,7 +71,10 @@ def test_stub_signatures_match():
                 if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
                     attr = inspect.getattr_static(getattr(vl, name), item.name)
                     if isinstance(attr, (staticmethod, classmethod)) or callable(attr):
-                        if not any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list):
+                        if not any(
+                            isinstance(d, ast.Name) and d.id == "property"
+                            for d in item.decorator_list
+                        ):
                             targets.append((getattr(getattr(vl, name), item.name), item))
         for func, fnode in targets:
             sig = inspect.signature(func)
@@ -79,13 +82,15 @@ def test_stub_signatures_match():
             args = fnode.args
             stub_pos = [a.arg for a in args.posonlyargs + args.args if a.arg != "self"]
             stub_kw = [a.arg for a in args.kwonlyargs]
-            got_pos = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            got_pos = [
+                p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
             got_kw = [p.name for p in params if p.kind == p.KEYWORD_ONLY]
             assert got_pos == stub_pos, f"{fnode.name}: {got_pos} != {stub_pos}"
             assert got_kw == stub_kw, f"{fnode.name}: {got_kw} != {stub_kw}"
             stub_defaults = {}
             pos = [a for a in args.posonlyargs + args.args if a.arg != "self"]
-            for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
+            for a, d in zip(pos[len(pos) - len(args.defaults) :], args.defaults):
                 stub_defaults[a.arg] = ast.literal_eval(d)
             for a, d in zip(args.kwonlyargs, args.kw_defaults):
                 if d is not None:

@@ -2,19 +2,20 @@
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import TypeAlias
 
 __version__: str
 
-_Source = Union[str, os.PathLike[str], bytes, bytearray, memoryview]
-_Resize = Union[int, tuple[int, int], dict[str, int]]
-_U8Array = npt.NDArray[np.uint8]
-_F32Array = npt.NDArray[np.float32]
-_IntArray = Union[npt.NDArray[np.integer[Any]], Sequence[int]]
-_Image = Union[str, os.PathLike[str], bytes, bytearray, memoryview, _U8Array]
+_Source: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview
+_Resize: TypeAlias = int | tuple[int, int] | dict[str, int]
+_U8Array: TypeAlias = npt.NDArray[np.uint8]
+_F32Array: TypeAlias = npt.NDArray[np.float32]
+_IntArray: TypeAlias = npt.NDArray[np.integer[Any]] | Sequence[int]
+_Image: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | _U8Array
 
 class VideoLlavaError(Exception):
     """Base class of every error the video_llava engine raises."""
@@ -58,6 +59,7 @@ class DeviceError(VideoLlavaError):
 class GenerationError(VideoLlavaError):
     """The model failed while computing (a tensor operation failed)."""
 
+@final
 class VideoInfo:
     """Facts about a video's best video stream and its container."""
 
@@ -106,6 +108,7 @@ class VideoInfo:
     def to_dict(self) -> dict[str, Any]:
         """All the facts as a dict."""
 
+@final
 class FrameBatch:
     """Sampled frames: ``frames`` is a uint8 array ``(N, H, W, 3)`` owning the decoded buffer."""
 
@@ -128,9 +131,12 @@ class FrameBatch:
     def clamped(self) -> bool:
         """Whether targets were clamped because the container's frame count was wrong."""
     def __len__(self) -> int: ...
-    def __getitem__(self, key: Any) -> Any: ...
-    def __array__(self, dtype: Optional[npt.DTypeLike] = None, copy: Optional[bool] = None) -> npt.NDArray[Any]: ...
+    def __getitem__(self, key: Any, /) -> Any: ...
+    def __array__(
+        self, dtype: npt.DTypeLike | None = None, copy: bool | None = None
+    ) -> npt.NDArray[Any]: ...
 
+@final
 class Thumbnail:
     """An encoded thumbnail."""
 
@@ -150,6 +156,7 @@ class Thumbnail:
     def height(self) -> int:
         """Height of the encoded image."""
 
+@final
 class Timings:
     """Seconds spent per stage of a generation."""
 
@@ -171,6 +178,7 @@ class Timings:
     def to_dict(self) -> dict[str, float]:
         """The stages as a dict of seconds."""
 
+@final
 class Generation:
     """The result of a generation."""
 
@@ -190,23 +198,25 @@ class Generation:
     def timings(self) -> Timings:
         """Per-stage timings."""
 
+@final
 class TextStream(Iterator[str]):
     """Iterator over the text pieces of a running generation."""
 
     def __iter__(self) -> TextStream: ...
     def __next__(self) -> str: ...
     @property
-    def generation(self) -> Optional[Generation]:
+    def generation(self) -> Generation | None:
         """The finished generation; ``None`` until the iterator is exhausted."""
     def close(self) -> None:
         """Stops the generation at the next token; the iterator then ends."""
 
+@final
 class VideoLlava:
     """A loaded Video-LLaVA checkpoint; one object may be used from several threads at once."""
 
     @staticmethod
     def from_pretrained(
-        path_or_repo_id: Union[str, os.PathLike[str]],
+        path_or_repo_id: str | os.PathLike[str],
         *,
         device: str = "cpu",
         dtype: Literal["float32", "float16", "bfloat16"] = "float32",
@@ -227,17 +237,17 @@ class VideoLlava:
         self,
         question: str,
         *,
-        video: Union[_Source, FrameBatch, _U8Array, None] = None,
-        image: Union[_Image, Sequence[_Image], None] = None,
-        frames: Optional[_U8Array] = None,
+        video: _Source | FrameBatch | _U8Array | None = None,
+        image: _Image | Sequence[_Image] | None = None,
+        frames: _U8Array | None = None,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        top_k: Optional[int] = None,
+        top_k: int | None = None,
         repetition_penalty: float = 1.0,
-        seed: Optional[int] = None,
-        stop: Union[str, Sequence[str], None] = None,
-        history: Optional[Sequence[tuple[str, str]]] = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
         num_frames: int = 8,
         sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
     ) -> Generation:
@@ -246,17 +256,17 @@ class VideoLlava:
         self,
         question: str,
         *,
-        video: Union[_Source, FrameBatch, _U8Array, None] = None,
-        image: Union[_Image, Sequence[_Image], None] = None,
-        frames: Optional[_U8Array] = None,
+        video: _Source | FrameBatch | _U8Array | None = None,
+        image: _Image | Sequence[_Image] | None = None,
+        frames: _U8Array | None = None,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        top_k: Optional[int] = None,
+        top_k: int | None = None,
         repetition_penalty: float = 1.0,
-        seed: Optional[int] = None,
-        stop: Union[str, Sequence[str], None] = None,
-        history: Optional[Sequence[tuple[str, str]]] = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
         num_frames: int = 8,
         sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
     ) -> TextStream:
@@ -265,16 +275,16 @@ class VideoLlava:
         self,
         input_ids: _IntArray,
         *,
-        pixel_values_videos: Optional[_F32Array] = None,
-        pixel_values_images: Optional[_F32Array] = None,
+        pixel_values_videos: _F32Array | None = None,
+        pixel_values_images: _F32Array | None = None,
     ) -> _F32Array:
         """Last-position logits, float32 ``(vocab,)``, for already-expanded ``input_ids``."""
     def generate_ids(
         self,
         input_ids: _IntArray,
         *,
-        pixel_values_videos: Optional[_F32Array] = None,
-        pixel_values_images: Optional[_F32Array] = None,
+        pixel_values_videos: _F32Array | None = None,
+        pixel_values_images: _F32Array | None = None,
         max_new_tokens: int = 16,
     ) -> list[int]:
         """Greedy generation from already-expanded ids and pixels; the new token ids."""
@@ -288,13 +298,13 @@ def sample_frames(
     *,
     sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
     seek: Literal["exact", "fast"] = "exact",
-    indices: Optional[Sequence[int]] = None,
-    timestamps: Optional[Sequence[float]] = None,
-    every: Optional[float] = None,
-    resize: Optional[_Resize] = None,
+    indices: Sequence[int] | None = None,
+    timestamps: Sequence[float] | None = None,
+    every: float | None = None,
+    resize: _Resize | None = None,
     rotate: bool = True,
     threads: int = 0,
-    max_bytes: Optional[int] = None,
+    max_bytes: int | None = None,
 ) -> FrameBatch:
     """Decodes the frames asked for into one uint8 ``(N, H, W, 3)`` batch.
 
@@ -323,7 +333,7 @@ def storyboard(
 ) -> list[Thumbnail]:
     """``n`` distinct representative frames in time order, each encoded."""
 
-def preprocess_frames(frames: Union[_U8Array, FrameBatch]) -> _F32Array:
+def preprocess_frames(frames: _U8Array | FrameBatch) -> _F32Array:
     """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, 224, 224)``, CLIP-normalized."""
 
 def preprocess_image(image: _U8Array) -> _F32Array:
