@@ -1,0 +1,191 @@
+//! The command line, as clap parses it. Names and flags here are a contract with users' scripts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Video understanding from the shell: answers and thumbnails for videos, frames, probes and
+/// storyboards.
+#[derive(Debug, Parser)]
+#[command(name = "video-llava", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask Video-LLaVA about one or many videos (files, folders searched recursively, globs).
+    ///
+    /// Exit status: 0 when every video was analyzed (or already recorded in --jsonl), 2 when the
+    /// input was bad (usage, a missing or unreadable video, an invalid model directory) and
+    /// nothing else failed, 1 otherwise. A failing video does not stop a batch: it is reported
+    /// on stderr (and recorded in --jsonl) and the next one is analyzed.
+    Analyze(AnalyzeArgs),
+    /// Print a video's facts: container, codec, size, rotation, frame rate, duration, frame count.
+    Probe(ProbeArgs),
+    /// Sample frames and write them as PNG images plus an index.json.
+    Frames(FramesArgs),
+    /// Write one representative frame of a video as an image.
+    Thumbnail(ThumbnailArgs),
+    /// Write one contact-sheet image: representative frames in a grid, each with its timestamp.
+    Storyboard(StoryboardArgs),
+}
+
+/// `video-llava analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Video files, folders (searched recursively for video files) or glob patterns.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// The question asked about each video.
+    #[arg(long, default_value = "Describe what happens in this video.")]
+    pub question: String,
+    /// A local model directory or a Hugging Face Hub repo id (downloaded once into the HF cache;
+    /// HF_HOME and HF_HUB_OFFLINE are honoured).
+    #[arg(
+        long,
+        default_value = "LanguageBind/Video-LLaVA-7B-hf",
+        value_name = "REPO_OR_DIR"
+    )]
+    pub model: String,
+    /// Where to run the model; auto picks CUDA, then Metal (when built in and present), then CPU.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Weight and activation type [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeChoice>,
+    /// Frames sampled from each video and shown to the model.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub frames: u16,
+    /// The most tokens generated per answer.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_new_tokens: u32,
+    /// Sampling temperature; 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_temperature)]
+    pub temperature: f64,
+    /// Seed for sampling (only matters with --temperature > 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write each video's thumbnail to DIR/<file stem>.jpg.
+    #[arg(long, value_name = "DIR")]
+    pub thumbnails: Option<PathBuf>,
+    /// Print one JSON document (for a single video) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Append one JSON line per video to FILE; videos already recorded there successfully are
+    /// skipped, so an interrupted batch resumes where it stopped.
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
+}
+
+/// `video-llava probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The video.
+    pub path: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `video-llava frames`.
+#[derive(Debug, Args)]
+pub struct FramesArgs {
+    /// The video.
+    pub path: PathBuf,
+    /// How many frames.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub count: u32,
+    /// How frames are spread: uniform = floor(i * total / n) (HF docs), linspace = linspace(0, total - 1, n) (original Video-LLaVA).
+    #[arg(long, value_enum, default_value_t = SamplingChoice::Uniform)]
+    pub sampling: SamplingChoice,
+    /// exact = the very frame at each index; fast = the nearest keyframe before it.
+    #[arg(long, value_enum, default_value_t = SeekChoice::Exact)]
+    pub seek: SeekChoice,
+    /// Output directory [default: <file stem>-frames].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the index as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `video-llava thumbnail`.
+#[derive(Debug, Args)]
+pub struct ThumbnailArgs {
+    /// The video.
+    pub path: PathBuf,
+    /// Output image; .jpg, .png or .webp [default: <file stem>.jpg].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Longest side in pixels (never upscaled).
+    #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(8..=8192))]
+    pub max_size: u32,
+}
+
+/// `video-llava storyboard`.
+#[derive(Debug, Args)]
+pub struct StoryboardArgs {
+    /// The video.
+    pub path: PathBuf,
+    /// How many frames in the grid.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..=400))]
+    pub count: u32,
+    /// Output image; .jpg, .png or .webp [default: <file stem>-storyboard.jpg].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA, then Metal, when built in and present; else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (needs a build with --features cuda).
+    Cuda,
+    /// The Metal GPU (needs a build with --features metal).
+    Metal,
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DTypeChoice {
+    /// 32-bit floats.
+    Float32,
+    /// IEEE half precision.
+    Float16,
+    /// bfloat16, as the checkpoint is stored.
+    Bfloat16,
+}
+
+/// `--sampling`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamplingChoice {
+    /// floor(i * total / n).
+    Uniform,
+    /// linspace(0, total - 1, n).
+    Linspace,
+}
+
+/// `--seek`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SeekChoice {
+    /// The exact frame.
+    Exact,
+    /// The keyframe at or before it.
+    Fast,
+}
+
+fn parse_temperature(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if t.is_finite() && t >= 0.0 {
+        Ok(t)
+    } else {
+        Err(format!("{s} must be a finite number >= 0"))
+    }
+}

