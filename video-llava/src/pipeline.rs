@@ -1,13 +1,23 @@
 //! The typed API: load a checkpoint once, answer many requests (from several threads at once).
+//!
+//! A request goes: media -> [`crate::preprocess`] -> prompt ([`crate::prompt`]) -> context-length
+//! check -> vision towers and projector -> placeholder merge -> prefill -> decode loop
+//! ([`crate::generation`]), streaming text pieces through a callback or a [`TextStream`].
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::generation::{CancelToken, GenerationParams, StopReason};
-use crate::Result;
+use crate::config::VideoLlavaConfig;
+use crate::generation::{CancelToken, GenerationParams, LogitsProcessor, OutputText, StopReason};
+use crate::model::VideoLlavaModel;
+use crate::preprocess::{self, IMAGE_SIZE};
+use crate::prompt::{count_placeholders, format_prompt, PlaceholderSpec, PromptTokenizer};
+use crate::{Error, Result};
 
 /// Frames, a video source, or pixels already preprocessed.
 #[derive(Clone, Debug)]
@@ -23,16 +33,46 @@ pub enum VideoInput {
         /// Width.
         width: usize,
     },
-    /// A video file or bytes, sampled with `sampling` (feature `video`).
+    /// A video file or bytes, sampled with `options` (feature `video`).
     #[cfg(feature = "video")]
     Source {
         /// The video.
         source: frame_sampler::Source,
-        /// How to sample it (default: 8 frames, `Uniform`, exact).
+        /// How to sample it; [`VideoInput::source`] uses 8 frames, `Uniform`, exact seeking.
         options: frame_sampler::SampleOptions,
     },
-    /// Preprocessed pixels, `(frames, 3, 224, 224)` float.
+    /// Preprocessed pixels, `(frames, 3, 224, 224)` or `(1, frames, 3, 224, 224)` float.
     Pixels(Tensor),
+}
+
+impl VideoInput {
+    /// A video file or bytes sampled as the Hugging Face docs do: 8 frames at
+    /// `arange(0, total, total / 8)`, decoded exactly.
+    #[cfg(feature = "video")]
+    pub fn source(source: frame_sampler::Source) -> Self {
+        Self::Source {
+            source,
+            options: default_sample_options(),
+        }
+    }
+
+    /// RGB8 frames from `frame-sampler`.
+    #[cfg(feature = "video")]
+    pub fn from_batch(batch: frame_sampler::FrameBatch) -> Self {
+        Self::Frames {
+            count: batch.len(),
+            height: batch.height as usize,
+            width: batch.width as usize,
+            data: batch.data,
+        }
+    }
+}
+
+/// The sampling [`VideoInput::source`] uses: `Uniform(8)`, exact seeking.
+#[cfg(feature = "video")]
+pub fn default_sample_options() -> frame_sampler::SampleOptions {
+    frame_sampler::SampleOptions::new(frame_sampler::Sampling::Uniform(8))
+        .seek(frame_sampler::SeekMode::Exact)
 }
 
 /// An image: RGB8 pixels, an encoded file or bytes, or preprocessed pixels.
@@ -51,7 +91,7 @@ pub enum ImageInput {
     Path(PathBuf),
     /// An encoded image in memory.
     Encoded(Vec<u8>),
-    /// Preprocessed pixels, `(3, 224, 224)` float.
+    /// Preprocessed pixels, `(3, 224, 224)` or `(1, 3, 224, 224)` float.
     Pixels(Tensor),
 }
 
@@ -68,6 +108,44 @@ pub struct Request {
     pub images: Vec<ImageInput>,
 }
 
+impl Request {
+    /// A question about nothing but text.
+    pub fn new(question: impl Into<String>) -> Self {
+        Self {
+            question: question.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds the video.
+    pub fn with_video(mut self, video: VideoInput) -> Self {
+        self.video = Some(video);
+        self
+    }
+
+    /// Adds an image (after those already added).
+    pub fn with_image(mut self, image: ImageInput) -> Self {
+        self.images.push(image);
+        self
+    }
+
+    /// Adds an earlier `(question, answer)` turn (after those already added).
+    pub fn with_turn(mut self, question: impl Into<String>, answer: impl Into<String>) -> Self {
+        self.history.push((question.into(), answer.into()));
+        self
+    }
+
+    /// The conversation text with placeholders, as it is tokenized.
+    pub fn prompt_text(&self) -> String {
+        format_prompt(
+            &self.question,
+            &self.history,
+            self.images.len(),
+            self.video.is_some(),
+        )
+    }
+}
+
 /// Time spent per stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {
@@ -81,12 +159,19 @@ pub struct Timings {
     pub decode: Duration,
 }
 
+impl Timings {
+    /// The sum of all stages.
+    pub fn total(&self) -> Duration {
+        self.preprocess + self.vision + self.prefill + self.decode
+    }
+}
+
 /// The result of a generation.
 #[derive(Clone, Debug)]
 pub struct Generation {
     /// The generated text (stop string and EOS excluded).
     pub text: String,
-    /// The generated token ids (EOS excluded).
+    /// The generated token ids (EOS excluded; the tokens of a stop string included).
     pub token_ids: Vec<u32>,
     /// Prompt length in tokens after placeholder expansion.
     pub prompt_tokens: usize,
@@ -96,27 +181,292 @@ pub struct Generation {
     pub timings: Timings,
 }
 
+impl Generation {
+    /// Decode speed: generated tokens per second of decode time (0 when nothing was timed).
+    ///
+    /// The first token comes from the prefill, so it is not counted against decode time.
+    pub fn tokens_per_second(&self) -> f64 {
+        let secs = self.timings.decode.as_secs_f64();
+        let steps = self.token_ids.len().saturating_sub(1);
+        if secs > 0.0 {
+            steps as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+struct Inner {
+    model: VideoLlavaModel,
+    tokenizer: PromptTokenizer,
+    dir: PathBuf,
+    eos: Vec<u32>,
+}
+
 /// A loaded Video-LLaVA checkpoint. Cheap to clone (shared weights); `Send + Sync`.
 #[derive(Clone)]
 pub struct VideoLlava {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for VideoLlava {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoLlava")
+            .field("dir", &self.inner.dir)
+            .field("device", self.inner.model.device())
+            .field("dtype", &self.inner.model.dtype())
+            .finish()
+    }
+}
+
+/// Media of one request, preprocessed.
+struct Pixels {
+    /// `(1, F, 3, 224, 224)`.
+    video: Option<Tensor>,
+    /// `(K, 3, 224, 224)`.
+    images: Option<Tensor>,
+}
+
+impl Pixels {
+    fn num_frames(&self) -> Result<Option<usize>> {
+        self.video.as_ref().map(|v| Ok(v.dim(1)?)).transpose()
+    }
+
+    fn num_images(&self) -> Result<usize> {
+        Ok(self
+            .images
+            .as_ref()
+            .map(|i| i.dim(0))
+            .transpose()?
+            .unwrap_or(0))
+    }
 }
 
 impl VideoLlava {
     /// Loads a model from a local directory, or (feature `hub`) a hub repo id.
     pub fn from_pretrained(dir_or_repo: &str, device: &Device, dtype: DType) -> Result<Self> {
-        let _ = (dir_or_repo, device, dtype);
-        todo!()
+        #[cfg(feature = "hub")]
+        let dir = crate::hub::resolve(dir_or_repo)?;
+        #[cfg(not(feature = "hub"))]
+        let dir = {
+            let dir = PathBuf::from(dir_or_repo);
+            if !dir.is_dir() {
+                return Err(Error::MissingFile {
+                    dir,
+                    what: "the model directory (hub downloads need the `hub` feature)".into(),
+                });
+            }
+            dir
+        };
+        Self::from_dir(&dir, device, dtype)
+    }
+
+    /// Loads a model from a local directory: `config.json`, the safetensors and `tokenizer.json`.
+    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let tokenizer_path = dir.join("tokenizer.json");
+        if dir.is_dir() && !tokenizer_path.is_file() {
+            return Err(Error::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "tokenizer.json (the checkpoint's tokenizer)".into(),
+            });
+        }
+        let model = VideoLlavaModel::load(dir, device, dtype)?;
+        let tokenizer = PromptTokenizer::from_file(
+            &tokenizer_path,
+            PlaceholderSpec::from_config(model.config()),
+        )?;
+        Ok(Self::from_parts(model, tokenizer, dir.to_path_buf()))
+    }
+
+    /// Assembles a model and a tokenizer loaded by the caller.
+    pub fn from_parts(model: VideoLlavaModel, tokenizer: PromptTokenizer, dir: PathBuf) -> Self {
+        let mut eos = model.config().eos_token_ids().to_vec();
+        if eos.is_empty() {
+            eos.extend(tokenizer.eos_token_id());
+        }
+        Self {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                dir,
+                eos,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VideoLlavaConfig {
+        self.inner.model.config()
+    }
+
+    /// The tokenizer with the prompt template's placeholder expansion.
+    pub fn tokenizer(&self) -> &PromptTokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// The model (towers, projector, language model).
+    pub fn model(&self) -> &VideoLlavaModel {
+        &self.inner.model
+    }
+
+    /// The directory the checkpoint was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.inner.model.device()
+    }
+
+    /// The dtype the model computes in.
+    pub fn dtype(&self) -> DType {
+        self.inner.model.dtype()
+    }
+
+    /// The end-of-sequence ids generation stops at.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.inner.eos
     }
 
     /// Expands the placeholders of a full prompt text and tokenizes it (BOS included).
+    /// `num_frames` is the video's frame count (used only when the prompt has `<video>`);
+    /// each `<image>` takes the model's image token count.
     pub fn tokenize(&self, prompt: &str, num_frames: usize) -> Result<Vec<u32>> {
-        let _ = (prompt, num_frames);
-        todo!()
+        let (images, videos) = count_placeholders(prompt);
+        self.inner
+            .tokenizer
+            .encode(prompt, images, (videos > 0).then_some(num_frames))
+    }
+
+    /// Decodes token ids to text (special tokens skipped).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.tokenizer.decode(ids)
+    }
+
+    /// Preprocesses a request's video into `(1, F, 3, 224, 224)` f32 pixels (samples the
+    /// source first when it is one).
+    pub fn video_pixels(&self, video: &VideoInput) -> Result<Tensor> {
+        let cpu = Device::Cpu;
+        let pixels = match video {
+            VideoInput::Frames {
+                data,
+                count,
+                height,
+                width,
+            } => preprocess::frames_tensor(data, *count, *height, *width, &cpu)?,
+            #[cfg(feature = "video")]
+            VideoInput::Source { source, options } => {
+                let batch = frame_sampler::sample_frames(source, options)?;
+                preprocess::frames_tensor(
+                    &batch.data,
+                    batch.len(),
+                    batch.height as usize,
+                    batch.width as usize,
+                    &cpu,
+                )?
+            }
+            VideoInput::Pixels(t) => match t.dims() {
+                [f, 3, IMAGE_SIZE, IMAGE_SIZE] if *f > 0 => t.clone(),
+                [1, f, 3, IMAGE_SIZE, IMAGE_SIZE] if *f > 0 => t.squeeze(0)?,
+                dims => {
+                    return Err(Error::InvalidRequest(format!(
+                        "video pixels must be (F, 3, 224, 224) or (1, F, 3, 224, 224), got {dims:?}"
+                    )))
+                }
+            },
+        };
+        Ok(pixels.unsqueeze(0)?)
+    }
+
+    /// Preprocesses one image into `(3, 224, 224)` f32 pixels (decoding it first when encoded).
+    pub fn image_pixels(&self, image: &ImageInput) -> Result<Tensor> {
+        let cpu = Device::Cpu;
+        let rgb = match image {
+            ImageInput::Rgb {
+                data,
+                height,
+                width,
+            } => return preprocess::image_tensor(data, *height, *width, &cpu),
+            ImageInput::Pixels(t) => {
+                return match t.dims() {
+                    [3, IMAGE_SIZE, IMAGE_SIZE] => Ok(t.clone()),
+                    [1, 3, IMAGE_SIZE, IMAGE_SIZE] => Ok(t.squeeze(0)?),
+                    dims => Err(Error::InvalidRequest(format!(
+                        "image pixels must be (3, 224, 224) or (1, 3, 224, 224), got {dims:?}"
+                    ))),
+                }
+            }
+            ImageInput::Path(path) => image::open(path)
+                .map_err(|e| match e {
+                    image::ImageError::IoError(source) => Error::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                    e => Error::Image(format!("{}: {e}", path.display())),
+                })?
+                .to_rgb8(),
+            ImageInput::Encoded(bytes) => image::load_from_memory(bytes)
+                .map_err(|e| Error::Image(format!("image bytes: {e}")))?
+                .to_rgb8(),
+        };
+        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+        preprocess::image_tensor(rgb.as_raw(), height, width, &cpu)
+    }
+
+    fn request_pixels(&self, request: &Request) -> Result<Pixels> {
+        let video = request
+            .video
+            .as_ref()
+            .map(|v| self.video_pixels(v))
+            .transpose()?;
+        let images = if request.images.is_empty() {
+            None
+        } else {
+            let each = request
+                .images
+                .iter()
+                .map(|i| self.image_pixels(i))
+                .collect::<Result<Vec<_>>>()?;
+            Some(Tensor::stack(&each, 0)?)
+        };
+        Ok(Pixels { video, images })
+    }
+
+    fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
+        let context = self.config().max_position_embeddings();
+        if prompt_tokens + max_new_tokens > context {
+            return Err(Error::PromptTooLong {
+                tokens: prompt_tokens,
+                max_new_tokens,
+                context,
+            });
+        }
+        Ok(())
+    }
+
+    /// Vision features and merged embeddings `(1, L, hidden)` for expanded ids.
+    fn embeddings(
+        &self,
+        input_ids: &[u32],
+        pixel_values_videos: Option<&Tensor>,
+        pixel_values_images: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let model = &self.inner.model;
+        let video = pixel_values_videos
+            .map(|p| model.encode_videos(p))
+            .transpose()?;
+        let images = pixel_values_images
+            .map(|p| model.encode_images(p))
+            .transpose()?;
+        model.embed(input_ids, images.as_ref(), video.as_ref())
     }
 
     /// Answers a request; `on_piece` receives each decoded text piece as soon as it is whole and
     /// may return `ControlFlow::Break(())` to stop.
+    ///
+    /// The prompt length is checked against the context before the vision towers run
+    /// ([`Error::PromptTooLong`]); `cancel` is polled before every token.
     pub fn generate(
         &self,
         request: &Request,
@@ -124,8 +474,136 @@ impl VideoLlava {
         cancel: Option<&CancelToken>,
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation> {
-        let _ = (request, params, cancel, on_piece);
-        todo!()
+        params.validate()?;
+        if request.question.trim().is_empty() {
+            return Err(Error::InvalidRequest("the question is empty".into()));
+        }
+        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
+        let mut timings = Timings::default();
+
+        let start = Instant::now();
+        let pixels = self.request_pixels(request)?;
+        timings.preprocess = start.elapsed();
+
+        let prompt = request.prompt_text();
+        let ids =
+            self.inner
+                .tokenizer
+                .encode(&prompt, pixels.num_images()?, pixels.num_frames()?)?;
+        self.check_context(ids.len(), params.max_new_tokens)?;
+        let finished_early = |timings| Generation {
+            text: String::new(),
+            token_ids: Vec::new(),
+            prompt_tokens: ids.len(),
+            stop_reason: StopReason::Cancelled,
+            timings,
+        };
+        if cancelled() {
+            return Ok(finished_early(timings));
+        }
+
+        let model = &self.inner.model;
+        let start = Instant::now();
+        let embeds = self.embeddings(&ids, pixels.video.as_ref(), pixels.images.as_ref())?;
+        timings.vision = start.elapsed();
+        if cancelled() {
+            return Ok(finished_early(timings));
+        }
+
+        let start = Instant::now();
+        let mut cache = model.new_cache(ids.len() + params.max_new_tokens)?;
+        let mut logits = model.forward_embeds(&embeds, &mut cache)?;
+        drop(embeds);
+        timings.prefill = start.elapsed();
+
+        let start = Instant::now();
+        let mut processor = LogitsProcessor::new(params)?;
+        processor.observe(&ids);
+        let tokenizer = self.inner.tokenizer.tokenizer();
+        let mut output = OutputText::new(tokenizer, &params.stop);
+        let mut token_ids = Vec::new();
+        let stop_reason = loop {
+            if cancelled() {
+                break StopReason::Cancelled;
+            }
+            let mut scores = logits.to_vec1::<f32>()?;
+            let next = processor.sample(&mut scores)?;
+            if self.inner.eos.contains(&next) {
+                break StopReason::Eos;
+            }
+            token_ids.push(next);
+            processor.observe(&[next]);
+            let step = output.push(next)?;
+            if let Some(piece) = step.piece {
+                if on_piece(&piece).is_break() {
+                    break StopReason::Cancelled;
+                }
+            }
+            if step.stopped {
+                break StopReason::StopString;
+            }
+            if token_ids.len() == params.max_new_tokens {
+                break StopReason::MaxTokens;
+            }
+            logits = model.forward_tokens(&[next], &mut cache)?;
+        };
+        if stop_reason != StopReason::StopString {
+            if let Some(piece) = output.finish()? {
+                // The caller already has its answer when it asked to stop; the tail still
+                // goes into the returned text.
+                if stop_reason != StopReason::Cancelled {
+                    let _ = on_piece(&piece);
+                }
+            }
+        }
+        timings.decode = start.elapsed();
+        Ok(Generation {
+            text: output.text().to_string(),
+            token_ids,
+            prompt_tokens: ids.len(),
+            stop_reason,
+            timings,
+        })
+    }
+
+    /// Runs [`VideoLlava::generate`] on a background thread and returns its text pieces as an
+    /// iterator. Dropping the stream cancels the generation; [`TextStream::finish`] gives the
+    /// final [`Generation`].
+    pub fn stream(&self, request: Request, params: GenerationParams) -> TextStream {
+        let (tx, rx) = mpsc::sync_channel(STREAM_BUFFER);
+        let cancel = CancelToken::new();
+        let model = self.clone();
+        let thread_cancel = cancel.clone();
+        let thread_tx: SyncSender<StreamEvent> = tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("video-llava-stream".into())
+            .spawn(move || {
+                let mut on_piece = |piece: &str| {
+                    if thread_tx
+                        .send(StreamEvent::Piece(piece.to_string()))
+                        .is_err()
+                    {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                };
+                let result = model.generate(&request, &params, Some(&thread_cancel), &mut on_piece);
+                let _ = thread_tx.send(StreamEvent::Done(result));
+            });
+        if let Err(source) = spawned {
+            let _ = tx.send(StreamEvent::Done(Err(Error::Io {
+                path: PathBuf::from("<thread spawn>"),
+                source,
+            })));
+        }
+        TextStream {
+            rx,
+            cancel,
+            generation: None,
+            failed: false,
+            done: false,
+        }
     }
 
     /// Last-position logits `(vocab,)` in f32 for already-expanded `input_ids`, with optional
@@ -136,11 +614,15 @@ impl VideoLlava {
         pixel_values_videos: Option<&Tensor>,
         pixel_values_images: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let _ = (input_ids, pixel_values_videos, pixel_values_images);
-        todo!()
+        self.check_context(input_ids.len(), 0)?;
+        let embeds = self.embeddings(input_ids, pixel_values_videos, pixel_values_images)?;
+        let model = &self.inner.model;
+        let mut cache = model.new_cache(input_ids.len())?;
+        model.forward_embeds(&embeds, &mut cache)
     }
 
-    /// Greedy generation from already-expanded ids and pixels; returns the new token ids (stops at EOS).
+    /// Greedy generation from already-expanded ids and pixels; returns the new token ids
+    /// (stops at EOS, which is not included).
     pub fn generate_ids(
         &self,
         input_ids: &[u32],
@@ -148,7 +630,126 @@ impl VideoLlava {
         pixel_values_images: Option<&Tensor>,
         max_new_tokens: usize,
     ) -> Result<Vec<u32>> {
-        let _ = (input_ids, pixel_values_videos, pixel_values_images, max_new_tokens);
-        todo!()
+        let params = GenerationParams::greedy(max_new_tokens);
+        params.validate()?;
+        self.check_context(input_ids.len(), max_new_tokens)?;
+        let embeds = self.embeddings(input_ids, pixel_values_videos, pixel_values_images)?;
+        let model = &self.inner.model;
+        let mut cache = model.new_cache(input_ids.len() + max_new_tokens)?;
+        let mut logits = model.forward_embeds(&embeds, &mut cache)?;
+        let mut processor = LogitsProcessor::new(&params)?;
+        let mut out = Vec::with_capacity(max_new_tokens);
+        loop {
+            let next = processor.sample(&mut logits.to_vec1::<f32>()?)?;
+            if self.inner.eos.contains(&next) {
+                break;
+            }
+            out.push(next);
+            if out.len() == max_new_tokens {
+                break;
+            }
+            logits = model.forward_tokens(&[next], &mut cache)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Pieces buffered between the generating thread and a slow reader.
+const STREAM_BUFFER: usize = 64;
+
+enum StreamEvent {
+    Piece(String),
+    Done(Result<Generation>),
+}
+
+/// Text pieces of a generation running on a background thread ([`VideoLlava::stream`]).
+///
+/// Iterating yields each piece as it is decoded; an error ends the iteration. Dropping the
+/// stream cancels the generation at its next token.
+pub struct TextStream {
+    rx: Receiver<StreamEvent>,
+    cancel: CancelToken,
+    generation: Option<Generation>,
+    failed: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for TextStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextStream")
+            .field("done", &self.done)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl TextStream {
+    /// Asks the generation to stop at its next token; the stream then ends with
+    /// [`StopReason::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancel.cancel()
+    }
+
+    /// The token that cancels this stream (to hand to another thread).
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// The final result, once the iterator has ended without an error.
+    pub fn generation(&self) -> Option<&Generation> {
+        self.generation.as_ref()
+    }
+
+    /// Waits for the end of the generation (dropping pieces not read yet) and returns it.
+    pub fn finish(mut self) -> Result<Generation> {
+        while let Some(item) = self.next() {
+            item?;
+        }
+        match self.generation.take() {
+            Some(generation) => Ok(generation),
+            None if self.failed => Err(Error::InvalidRequest(
+                "the generation failed; the stream already returned its error".into(),
+            )),
+            None => Err(Error::InvalidRequest(
+                "the generation thread ended without a result".into(),
+            )),
+        }
+    }
+}
+
+impl Iterator for TextStream {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(StreamEvent::Piece(piece)) => Some(Ok(piece)),
+            Ok(StreamEvent::Done(Ok(generation))) => {
+                self.done = true;
+                self.generation = Some(generation);
+                None
+            }
+            Ok(StreamEvent::Done(Err(e))) => {
+                self.done = true;
+                self.failed = true;
+                Some(Err(e))
+            }
+            // The thread died without a result (a panic inside candle).
+            Err(mpsc::RecvError) => {
+                self.done = true;
+                self.failed = true;
+                Some(Err(Error::Compute(candle_core::Error::Msg(
+                    "the generation thread ended without a result".into(),
+                ))))
+            }
+        }
+    }
+}
+
+impl Drop for TextStream {
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
