@@ -253,7 +253,10 @@ impl<'a> Fields<'a> {
                 let sides: Vec<u64> = items.iter().filter_map(Value::as_u64).collect();
                 match sides.as_slice() {
                     [h, w] if h == w && *h > 0 && items.len() == 2 => Ok(*h as usize),
-                    _ => Err(self.err(key, format!("must be a positive int or a square [h, w] pair, got {items:?}"))),
+                    _ => Err(self.err(
+                        key,
+                        format!("must be a positive int or a square [h, w] pair, got {items:?}"),
+                    )),
                 }
             }
             _ => self.positive_or(key, default),
@@ -341,7 +344,10 @@ impl VideoLlavaConfig {
             if id as usize >= text.vocab_size {
                 return Err(top.err(
                     key,
-                    format!("({id}) is outside the vocabulary of {} tokens", text.vocab_size),
+                    format!(
+                        "({id}) is outside the vocabulary of {} tokens",
+                        text.vocab_size
+                    ),
                 ));
             }
         }
@@ -349,16 +355,22 @@ impl VideoLlavaConfig {
 
         let vision_feature_layers = match top.raw("vision_feature_layer") {
             None => vec![-2],
-            Some(Value::Number(n)) => vec![n
-                .as_i64()
-                .ok_or_else(|| top.err("vision_feature_layer", format!("must be an integer, got {n}")))?],
+            Some(Value::Number(n)) => vec![n.as_i64().ok_or_else(|| {
+                top.err(
+                    "vision_feature_layer",
+                    format!("must be an integer, got {n}"),
+                )
+            })?],
             Some(Value::Array(items)) => {
                 let layers = items
                     .iter()
                     .map(|v| v.as_i64())
                     .collect::<Option<Vec<i64>>>()
                     .ok_or_else(|| {
-                        top.err("vision_feature_layer", format!("must be integers, got {items:?}"))
+                        top.err(
+                            "vision_feature_layer",
+                            format!("must be integers, got {items:?}"),
+                        )
                     })?;
                 if layers.is_empty() {
                     return Err(top.err("vision_feature_layer", "is an empty list"));
@@ -502,7 +514,9 @@ fn parse_text(obj: Option<&Map<String, Value>>, path: &Path) -> Result<TextConfi
     if hidden_size % num_attention_heads != 0 {
         return Err(f.err(
             "hidden_size",
-            format!("({hidden_size}) is not divisible by num_attention_heads ({num_attention_heads})"),
+            format!(
+                "({hidden_size}) is not divisible by num_attention_heads ({num_attention_heads})"
+            ),
         ));
     }
     if num_attention_heads % num_key_value_heads != 0 {
@@ -519,7 +533,10 @@ fn parse_text(obj: Option<&Map<String, Value>>, path: &Path) -> Result<TextConfi
     let max_position_embeddings = f.positive_or("max_position_embeddings", 2048)?;
     let rms_norm_eps = f.f64_opt("rms_norm_eps")?.unwrap_or(1e-6);
     if rms_norm_eps.is_nan() || rms_norm_eps < 0.0 {
-        return Err(f.err("rms_norm_eps", format!("must be non-negative, got {rms_norm_eps}")));
+        return Err(f.err(
+            "rms_norm_eps",
+            format!("must be non-negative, got {rms_norm_eps}"),
+        ));
     }
     let rope_theta = parse_rope(&f)?;
     let attention_bias = f.bool_or("attention_bias", false)?;
@@ -581,7 +598,9 @@ fn parse_rope(f: &Fields<'_>) -> Result<f64> {
             if kind != "default" {
                 return Err(f.err(
                     key,
-                    format!("has rope type {kind:?}; only \"default\" (unscaled) RoPE is supported"),
+                    format!(
+                        "has rope type {kind:?}; only \"default\" (unscaled) RoPE is supported"
+                    ),
                 ));
             }
         }
@@ -637,7 +656,9 @@ fn parse_vision(obj: Option<&Map<String, Value>>, path: &Path) -> Result<VisionC
     if hidden_size % num_attention_heads != 0 {
         return Err(f.err(
             "hidden_size",
-            format!("({hidden_size}) is not divisible by num_attention_heads ({num_attention_heads})"),
+            format!(
+                "({hidden_size}) is not divisible by num_attention_heads ({num_attention_heads})"
+            ),
         ));
     }
     if image_size % patch_size != 0 {

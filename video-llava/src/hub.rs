@@ -28,7 +28,12 @@ const OPTIONAL: &[&str] = &[
 /// Whether `HF_HUB_OFFLINE` asks for cache-only operation (as huggingface_hub reads it).
 pub fn offline_from_env() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -83,7 +88,9 @@ pub fn resolve_offline(repo_id: &str, cache: &Path) -> Result<PathBuf> {
             cache.display()
         ),
     };
-    let config = repo.get("config.json").ok_or_else(|| not_cached("config.json"))?;
+    let config = repo
+        .get("config.json")
+        .ok_or_else(|| not_cached("config.json"))?;
     for file in &REQUIRED[1..] {
         repo.get(file).ok_or_else(|| not_cached(file))?;
     }
@@ -130,7 +137,10 @@ fn resolve_online(repo_id: &str, cache: &Path) -> Result<PathBuf> {
         }
     } else if listed.contains(&SINGLE_FILE) {
         repo.get(SINGLE_FILE).map_err(|e| failed(SINGLE_FILE, e))?;
-    } else if listed.iter().any(|f| f.starts_with("pytorch_model") && f.ends_with(".bin")) {
+    } else if listed
+        .iter()
+        .any(|f| f.starts_with("pytorch_model") && f.ends_with(".bin"))
+    {
         return Err(Error::Download {
             repo: repo_id.to_string(),
             reason: "the repo has only PyTorch pickle weights (.bin); this engine loads safetensors only. Convert them with transformers' save_pretrained(..., safe_serialization=True)".into(),
@@ -202,7 +212,12 @@ mod tests {
     #[test]
     fn offline_finds_a_sharded_repo_and_misses_a_shard() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut files = vec!["config.json", "tokenizer.json", INDEX_FILE, "model-00001-of-00002.safetensors"];
+        let mut files = vec![
+            "config.json",
+            "tokenizer.json",
+            INDEX_FILE,
+            "model-00001-of-00002.safetensors",
+        ];
         fake_cache(tmp.path(), &files);
         let err = resolve_offline("org/tiny", tmp.path()).unwrap_err();
         assert!(
@@ -221,13 +236,19 @@ mod tests {
         match err {
             Error::Download { repo, reason } => {
                 assert_eq!(repo, "org/absent");
-                assert!(reason.contains("offline") && reason.contains("not cached"), "{reason}");
+                assert!(
+                    reason.contains("offline") && reason.contains("not cached"),
+                    "{reason}"
+                );
             }
             other => panic!("expected Error::Download, got {other}"),
         }
         fake_cache(tmp.path(), &["config.json", "tokenizer.json"]);
         let err = resolve_offline("org/tiny", tmp.path()).unwrap_err();
-        assert!(matches!(&err, Error::Download { reason, .. } if reason.contains(SINGLE_FILE)), "{err}");
+        assert!(
+            matches!(&err, Error::Download { reason, .. } if reason.contains(SINGLE_FILE)),
+            "{err}"
+        );
     }
 
     #[test]

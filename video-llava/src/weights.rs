@@ -142,7 +142,9 @@ fn read_index(index: &Path) -> Result<Vec<String>> {
             .ok_or_else(|| bad(format!("`weight_map.{name}` is not a file name")))?;
         // A shard must sit in the model directory: refuse paths that climb out of it.
         if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
-            return Err(bad(format!("`weight_map.{name}` names {file:?}, not a file in the model directory")));
+            return Err(bad(format!(
+                "`weight_map.{name}` names {file:?}, not a file in the model directory"
+            )));
         }
         shards.push(file.to_string());
     }
@@ -226,7 +228,11 @@ impl Component {
                 "embeddings.patch_embedding.weight",
             ),
             Component::LanguageModel => (
-                &["language_model.model.", "model.language_model.", "language_model."],
+                &[
+                    "language_model.model.",
+                    "model.language_model.",
+                    "language_model.",
+                ],
                 "embed_tokens.weight",
             ),
             Component::LmHead => (&["language_model.lm_head.", "lm_head."], "weight"),
@@ -365,7 +371,8 @@ fn release_pages(mmap: &Mmap, offset: usize, len: usize) {
         // SAFETY: the map is a read-only, file-backed private mapping: after MADV_DONTNEED a later
         // access faults the same bytes back in from the file, so no data is lost or changed.
         // Failure only means the pages stay resident, which is harmless.
-        let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        let _ =
+            unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
     }
     #[cfg(not(unix))]
     let _ = (mmap, offset, len);

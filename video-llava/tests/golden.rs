@@ -117,7 +117,11 @@ fn case_inputs(
 #[test]
 fn every_fixture_model_matches_the_reference_in_f32() -> Result<()> {
     let models = fixture_models();
-    ensure!(!models.is_empty(), "no fixture models under {:?}", fixtures());
+    ensure!(
+        !models.is_empty(),
+        "no fixture models under {:?}",
+        fixtures()
+    );
     let (video, images) = inputs()?;
     let mut failures = Vec::new();
     for dir in &models {
@@ -131,17 +135,25 @@ fn every_fixture_model_matches_the_reference_in_f32() -> Result<()> {
             let want_logits = &golden.tensors[&format!("{}.logits", case.name)];
             let want_tokens = ids_of(&golden.tensors[&format!("{}.greedy", case.name)])?;
             let (v, i) = case_inputs(case, &video, &images)?;
-            let (logits, tokens) = run_case(&model, &ids, v.as_ref(), i.as_ref(), want_tokens.len())
-                .with_context(|| format!("{name}/{}", case.name))?;
+            let (logits, tokens) =
+                run_case(&model, &ids, v.as_ref(), i.as_ref(), want_tokens.len())
+                    .with_context(|| format!("{name}/{}", case.name))?;
             let err = relative_error(&logits, want_logits)?;
             eprintln!(
                 "{name}/{}: {} tokens, max logits error {err:.3e} (relative), greedy {}",
                 case.name,
                 ids.len(),
-                if tokens == want_tokens { "identical" } else { "DIFFERENT" }
+                if tokens == want_tokens {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                }
             );
             if err > 1e-4 {
-                failures.push(format!("{name}/{}: logits error {err:.3e} > 1e-4", case.name));
+                failures.push(format!(
+                    "{name}/{}: logits error {err:.3e} > 1e-4",
+                    case.name
+                ));
             }
             if tokens != want_tokens {
                 failures.push(format!(
@@ -176,7 +188,10 @@ fn bf16_loading_stays_close_to_f32() -> Result<()> {
         let (got, _) = run_case(&bf16_model, &ids, v.as_ref(), i.as_ref(), 1)?;
         assert_eq!(got.dtype(), DType::F32, "logits come back as f32");
         let err = relative_error(&got, &want)?;
-        eprintln!("{name}/{}: bf16 vs f32 max logits error {err:.3e} (relative)", case.name);
+        eprintln!(
+            "{name}/{}: bf16 vs f32 max logits error {err:.3e} (relative)",
+            case.name
+        );
         ensure!(err < 0.05, "{name}: bf16 logits too far from f32: {err}");
         // Same weights in bf16 still rank the top token the same in these fixtures.
         let top = argmax(&want)?;
@@ -185,14 +200,20 @@ fn bf16_loading_stays_close_to_f32() -> Result<()> {
             .iter()
             .filter(|&&x| x > got.to_vec1::<f32>().unwrap()[top as usize])
             .count();
-        ensure!(got_rank < 5, "{name}: f32's top token ranks {got_rank} in bf16");
+        ensure!(
+            got_rank < 5,
+            "{name}: f32's top token ranks {got_rank} in bf16"
+        );
     }
     Ok(())
 }
 
 #[test]
 fn one_model_serves_several_threads_at_once() -> Result<()> {
-    let dir = fixture_models().into_iter().next().context("a fixture model")?;
+    let dir = fixture_models()
+        .into_iter()
+        .next()
+        .context("a fixture model")?;
     let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
     let golden = load_golden(&dir)?;
     let (video, images) = inputs()?;
@@ -215,7 +236,10 @@ fn one_model_serves_several_threads_at_once() -> Result<()> {
                 })
             })
             .collect();
-        ensure!(handles.len() >= 2, "need at least two cases to run concurrently");
+        ensure!(
+            handles.len() >= 2,
+            "need at least two cases to run concurrently"
+        );
         for h in handles {
             h.join().expect("thread panicked")?;
         }

@@ -118,10 +118,7 @@ impl EncoderLayer {
         let v = qkv.get(2)?;
         let scores = q.matmul(&k.t()?)?;
         let probs = attention_softmax(&scores)?;
-        let attn = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, s, d))?;
+        let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?;
         let xs = (xs + self.out_proj.forward(&attn)?)?;
         let h = self.layer_norm2.forward(&xs)?;
         let h = activate(self.act, &self.fc1.forward(&h)?)?;

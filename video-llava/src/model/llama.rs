@@ -4,9 +4,9 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::Linear;
 
+use super::activate;
 use super::attention_softmax;
 use super::clip::{fused_linear, linear};
-use super::activate;
 use crate::config::TextConfig;
 use crate::weights::Scope;
 use crate::{Error, Result};
@@ -82,7 +82,12 @@ pub struct Llama {
 
 impl Llama {
     /// Loads the body from `vb` and the head from `head` (or the embeddings, when tied).
-    pub(crate) fn load(vb: &Scope<'_>, head: &Scope<'_>, cfg: &TextConfig, tied: bool) -> Result<Self> {
+    pub(crate) fn load(
+        vb: &Scope<'_>,
+        head: &Scope<'_>,
+        cfg: &TextConfig,
+        tied: bool,
+    ) -> Result<Self> {
         let d = cfg.hidden_size;
         let h = cfg.num_attention_heads;
         let kvh = cfg.num_key_value_heads;
@@ -203,7 +208,16 @@ impl Llama {
             None
         };
         for (layer, (k_cache, v_cache)) in self.layers.iter().zip(cache.layers.iter()) {
-            xs = self.layer_forward(layer, &xs, k_cache, v_cache, offset, &cos, &sin, mask.as_ref())?;
+            xs = self.layer_forward(
+                layer,
+                &xs,
+                k_cache,
+                v_cache,
+                offset,
+                &cos,
+                &sin,
+                mask.as_ref(),
+            )?;
         }
         cache.len = offset + seq;
         let last = xs.narrow(1, seq - 1, 1)?.reshape((1, d))?;
@@ -226,7 +240,11 @@ impl Llama {
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let (_, seq, _) = xs.dims3()?;
-        let (h, kvh, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (h, kvh, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let eps = cfg.rms_norm_eps as f32;
 
         let normed = candle_nn::ops::rms_norm(xs, &layer.input_layernorm, eps)?;
@@ -304,11 +322,22 @@ fn rope_tables(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<(Tenso
 }
 
 /// `(S, offset + S)`: 0 where query `i` may see key `j` (`j <= offset + i`), -inf elsewhere.
-fn causal_mask(seq: usize, offset: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+fn causal_mask(
+    seq: usize,
+    offset: usize,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let total = offset + seq;
     let mask: Vec<f32> = (0..seq)
         .flat_map(|i| {
-            (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
         })
         .collect();
     Tensor::from_vec(mask, (seq, total), device)?.to_dtype(dtype)

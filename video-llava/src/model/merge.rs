@@ -66,7 +66,10 @@ pub(crate) fn merge(
     };
     let image = prepare(image_features, "image")?;
     let video = prepare(video_features, "video")?;
-    for (what, token, feats) in [("image", image_token, &image), ("video", video_token, &video)] {
+    for (what, token, feats) in [
+        ("image", image_token, &image),
+        ("video", video_token, &video),
+    ] {
         let placeholders = ids.iter().filter(|&&id| id == token).count();
         let provided = match feats {
             Some(f) => f.dim(0)?,
@@ -88,12 +91,18 @@ pub(crate) fn merge(
         parts.push(match source {
             Source::Text => text.narrow(0, start, len)?,
             Source::Image => {
-                let part = image.as_ref().expect("counted above").narrow(0, image_at, len)?;
+                let part = image
+                    .as_ref()
+                    .expect("counted above")
+                    .narrow(0, image_at, len)?;
                 image_at += len;
                 part
             }
             Source::Video => {
-                let part = video.as_ref().expect("counted above").narrow(0, video_at, len)?;
+                let part = video
+                    .as_ref()
+                    .expect("counted above")
+                    .narrow(0, video_at, len)?;
                 video_at += len;
                 part
             }
@@ -144,7 +153,10 @@ mod tests {
         let text = Tensor::zeros((3, 4), DType::F32, &dev)?;
         let image = Tensor::zeros((1, 1, 4), DType::F32, &dev)?;
         let err = merge(&text, &[1, 9, 9], 9, 8, Some(&image), None).unwrap_err();
-        assert!(matches!(err, Error::InvalidRequest(ref m) if m.contains("2 image placeholder")), "{err}");
+        assert!(
+            matches!(err, Error::InvalidRequest(ref m) if m.contains("2 image placeholder")),
+            "{err}"
+        );
         let err = merge(&text, &[1, 8, 2], 9, 8, None, None).unwrap_err();
         assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
         let wrong_width = Tensor::zeros((2, 3), DType::F32, &dev)?;

@@ -37,7 +37,8 @@ pub(crate) fn activate(act: Activation, xs: &Tensor) -> candle_core::Result<Tens
 pub(crate) fn attention_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
     match scores.dtype() {
         DType::F16 | DType::BF16 => {
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(scores.dtype())
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+                .to_dtype(scores.dtype())
         }
         _ => candle_nn::ops::softmax_last_dim(scores),
     }

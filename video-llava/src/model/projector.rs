@@ -20,7 +20,12 @@ impl Projector {
     pub(crate) fn load(vb: &Scope<'_>, cfg: &VideoLlavaConfig) -> Result<Self> {
         let text = cfg.text.hidden_size;
         Ok(Self {
-            linear_1: linear(&vb.pp("linear_1"), cfg.vision_feature_dim(), text, cfg.projector_bias)?,
+            linear_1: linear(
+                &vb.pp("linear_1"),
+                cfg.vision_feature_dim(),
+                text,
+                cfg.projector_bias,
+            )?,
             linear_2: linear(&vb.pp("linear_2"), text, text, cfg.projector_bias)?,
             act: cfg.projector_hidden_act,
         })
