@@ -20,7 +20,7 @@ have_encoder() { grep -q " $1 " <<<"$ENCODERS"; }
 # so an interrupted run never leaves a half-written file that later runs would trust.
 make() {
   local name=$1; shift
-  [ -s "$V/$name" ] && return 0
+  [ -e "$V/$name" ] && return 0
   TMP="$V/.tmp.$name"
   "$@"
   mv "$TMP" "$V/$name"
@@ -29,6 +29,7 @@ make() {
 
 # testsrc draws a frame counter, so a wrong frame is visible by eye as well as by the tests.
 SRC="testsrc=size=320x240:rate=30"
+export SVT_LOG=1  # SVT-AV1 prints its configuration banner otherwise
 
 h264_bframes() {  # 300 frames, GOP 250, 3 B-frames (b-pyramid), with audio
   "${FF[@]}" -f lavfi -i "$SRC:duration=10" -f lavfi -i "sine=frequency=440:duration=10" \
@@ -75,12 +76,13 @@ rotated() {  # stored 320x180 landscape, displayed rotated 90 degrees clockwise 
   local plain="$V/.rotated_plain.mp4"
   "${FF[@]}" -f lavfi -i "testsrc2=size=320x180:rate=30:duration=2" -c:v libx264 -preset veryfast \
     -pix_fmt yuv420p -f mp4 "$plain"
-  # -display_rotation takes counter-clockwise degrees (FFmpeg 6+); 5.1 reads the `rotate` tag
-  # (clockwise) when muxing mp4.
+  # Both spellings below write a display matrix of -90 degrees (counter-clockwise), i.e. "turn
+  # 90 degrees clockwise to display", as phones do: -display_rotation (FFmpeg 6+) takes
+  # counter-clockwise degrees, FFmpeg 5.1's mp4 muxer turns a `rotate` tag of 270 into it.
   if ffmpeg -hide_banner -h full 2>/dev/null | grep -q display_rotation; then
     "${FF[@]}" -display_rotation -90 -i "$plain" -c copy -f mp4 "$TMP"
   else
-    "${FF[@]}" -i "$plain" -c copy -metadata:s:v:0 rotate=90 -f mp4 "$TMP"
+    "${FF[@]}" -i "$plain" -c copy -metadata:s:v:0 rotate=270 -f mp4 "$TMP"
   fi
   rm -f "$plain"
 }

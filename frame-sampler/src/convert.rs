@@ -51,7 +51,13 @@ impl RgbConverter {
             let f = frame.as_ptr();
             ((*f).colorspace as i32, (*f).color_range as i32)
         };
-        let key = ScalerKey { format: frame.format(), width: frame.width(), height: frame.height(), colorspace, range };
+        let key = ScalerKey {
+            format: frame.format(),
+            width: frame.width(),
+            height: frame.height(),
+            colorspace,
+            range,
+        };
         if self.scaler.as_ref().map(|(k, _)| *k != key).unwrap_or(true) {
             let mut ctx = scaling::Context::get(
                 key.format,
@@ -67,7 +73,10 @@ impl RgbConverter {
         }
         let (_, ctx) = self.scaler.as_mut().expect("scaler set above");
         ctx.run(frame, &mut self.scaled)?;
-        let (w, h) = (self.size.scaled_width as usize, self.size.scaled_height as usize);
+        let (w, h) = (
+            self.size.scaled_width as usize,
+            self.size.scaled_height as usize,
+        );
         let stride = self.scaled.stride(0);
         let src = self.scaled.data(0);
         match self.rotation {
@@ -76,7 +85,8 @@ impl RgbConverter {
             270 => rotate(src, stride, w, h, dst, |x, y| (y, w - 1 - x), h),
             _ => {
                 for y in 0..h {
-                    dst[y * w * 3..(y + 1) * w * 3].copy_from_slice(&src[y * stride..y * stride + w * 3]);
+                    dst[y * w * 3..(y + 1) * w * 3]
+                        .copy_from_slice(&src[y * stride..y * stride + w * 3]);
                 }
             }
         }
@@ -109,7 +119,11 @@ fn rotate(
 /// its tagged range (the pixel format's own when untagged), so the RGB matches `ffmpeg -pix_fmt rgb24`.
 fn set_colorspace(ctx: &mut scaling::Context, colorspace: i32, range: i32) {
     // Values swscale has coefficient tables for; others mean BT.601 (SWS_CS_DEFAULT).
-    let cs = if (1..=10).contains(&colorspace) && colorspace != 8 { colorspace } else { ffi::SWS_CS_DEFAULT };
+    let cs = if (1..=10).contains(&colorspace) && colorspace != 8 {
+        colorspace
+    } else {
+        ffi::SWS_CS_DEFAULT
+    };
     // SAFETY: `ctx` wraps a valid, initialized SwsContext. sws_getColorspaceDetails writes to the
     // out-pointers we pass (all valid locals); sws_getCoefficients returns a pointer to a static
     // table; sws_setColorspaceDetails copies the tables it is given.
@@ -117,7 +131,8 @@ fn set_colorspace(ctx: &mut scaling::Context, colorspace: i32, range: i32) {
         let sws = ctx.as_mut_ptr();
         let mut inv_table: *mut i32 = std::ptr::null_mut();
         let mut table: *mut i32 = std::ptr::null_mut();
-        let (mut src_range, mut dst_range, mut brightness, mut contrast, mut saturation) = (0, 0, 0, 0, 0);
+        let (mut src_range, mut dst_range, mut brightness, mut contrast, mut saturation) =
+            (0, 0, 0, 0, 0);
         if ffi::sws_getColorspaceDetails(
             sws,
             &mut inv_table,
@@ -159,7 +174,9 @@ mod tests {
     fn rotations_move_pixels_where_a_viewer_expects() {
         // 3x2 image, pixel value = 10*y + x in every channel.
         let (w, h) = (3usize, 2usize);
-        let src: Vec<u8> = (0..h).flat_map(|y| (0..w).flat_map(move |x| [(10 * y + x) as u8; 3])).collect();
+        let src: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(10 * y + x) as u8; 3]))
+            .collect();
         let px = |buf: &[u8], width: usize, x: usize, y: usize| buf[(y * width + x) * 3];
         let mut dst = vec![0; w * h * 3];
         // 90 clockwise: the bottom-left source pixel becomes the top-left one.
@@ -167,7 +184,15 @@ mod tests {
         assert_eq!(px(&dst, h, 0, 0), 10);
         assert_eq!(px(&dst, h, 1, 0), 0);
         assert_eq!(px(&dst, h, 0, 2), 12);
-        rotate(&src, w * 3, w, h, &mut dst, |x, y| (w - 1 - x, h - 1 - y), w);
+        rotate(
+            &src,
+            w * 3,
+            w,
+            h,
+            &mut dst,
+            |x, y| (w - 1 - x, h - 1 - y),
+            w,
+        );
         assert_eq!(px(&dst, w, 0, 0), 12);
         // 270 clockwise: the top-right source pixel becomes the top-left one.
         rotate(&src, w * 3, w, h, &mut dst, |x, y| (y, w - 1 - x), h);

@@ -47,7 +47,10 @@ pub(crate) enum ScanTargets {
 
 /// Decoders that drop non-reference pictures under `skip_frame = NONREF` without disturbing the
 /// pictures that follow (the reference structure and output order are unchanged by design).
-const SKIP_NONREF_CODECS: &[ffi::AVCodecID] = &[ffi::AVCodecID::AV_CODEC_ID_H264, ffi::AVCodecID::AV_CODEC_ID_HEVC];
+const SKIP_NONREF_CODECS: &[ffi::AVCodecID] = &[
+    ffi::AVCodecID::AV_CODEC_ID_H264,
+    ffi::AVCodecID::AV_CODEC_ID_HEVC,
+];
 
 /// Gives up after this many decode errors in one call: a stream this broken is not going to
 /// produce the frames asked for.
@@ -77,12 +80,24 @@ impl<'a> Session<'a> {
     /// Opens a decoder for `media`'s video stream. `threads` = 0 means all cores.
     pub fn new(media: &'a mut Media, threads: usize, allow_skip: bool) -> Result<Self> {
         let source_name = media.source_name.clone();
-        let stream = media.input.stream(media.stream).ok_or_else(|| Error::NoVideoStream { source_name: source_name.clone() })?;
-        let decode_err = |e: ffmpeg::Error| Error::Decode { source_name: source_name.clone(), frame: None, reason: e.to_string() };
-        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).map_err(decode_err)?;
+        let stream = media
+            .input
+            .stream(media.stream)
+            .ok_or_else(|| Error::NoVideoStream {
+                source_name: source_name.clone(),
+            })?;
+        let decode_err = |e: ffmpeg::Error| Error::Decode {
+            source_name: source_name.clone(),
+            frame: None,
+            reason: e.to_string(),
+        };
+        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(decode_err)?;
         let codec_id = stream.parameters().id();
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             threads
         };
@@ -109,13 +124,17 @@ impl<'a> Session<'a> {
             let fctx = media.input.as_mut_ptr();
             for i in 0..(*fctx).nb_streams as usize {
                 let st = *(*fctx).streams.add(i);
-                (*st).discard =
-                    if i == media.stream { ffi::AVDiscard::AVDISCARD_DEFAULT } else { ffi::AVDiscard::AVDISCARD_ALL };
+                (*st).discard = if i == media.stream {
+                    ffi::AVDiscard::AVDISCARD_DEFAULT
+                } else {
+                    ffi::AVDiscard::AVDISCARD_ALL
+                };
             }
             // Byte seeking to a keyframe's recorded position is exact for MPEG-TS/PS, whose
             // timestamp seeking is a bisection that lands near, not on, the keyframe.
             let name = std::ffi::CStr::from_ptr((*(*fctx).iformat).name).to_string_lossy();
-            ((*(*fctx).iformat).flags & ffi::AVFMT_NO_BYTE_SEEK) == 0 && (name == "mpegts" || name == "mpeg")
+            ((*(*fctx).iformat).flags & ffi::AVFMT_NO_BYTE_SEEK) == 0
+                && (name == "mpegts" || name == "mpeg")
         };
         let skip_nonref = allow_skip && SKIP_NONREF_CODECS.contains(&codec_id.into());
         Ok(Session {
@@ -135,7 +154,11 @@ impl<'a> Session<'a> {
     }
 
     fn decode_error(&self, frame: Option<u64>, reason: impl Into<String>) -> Error {
-        Error::Decode { source_name: self.source_name(), frame, reason: reason.into() }
+        Error::Decode {
+            source_name: self.source_name(),
+            frame,
+            reason: reason.into(),
+        }
     }
 
     /// The next packet of the video stream, or `None` at the end of the data.
@@ -160,7 +183,11 @@ impl<'a> Session<'a> {
     /// Returns false when the decoder wants its output read first (the packet is kept pending).
     fn send(&mut self, packet: ffmpeg::Packet, skippable: bool) -> Result<bool> {
         if self.skip_nonref {
-            let discard = if skippable { ffi::AVDiscard::AVDISCARD_NONREF } else { ffi::AVDiscard::AVDISCARD_DEFAULT };
+            let discard = if skippable {
+                ffi::AVDiscard::AVDISCARD_NONREF
+            } else {
+                ffi::AVDiscard::AVDISCARD_DEFAULT
+            };
             // SAFETY: the decoder's AVCodecContext is valid; `skip_frame` is read per packet (frame
             // threads copy it from this context when the packet is submitted).
             unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
@@ -258,7 +285,12 @@ impl<'a> Session<'a> {
         // SAFETY: as in `seek_to`.
         let by_time = unsafe {
             first_ts.is_some_and(|ts| {
-                ffi::av_seek_frame(self.media.input.as_mut_ptr(), stream, ts, ffi::AVSEEK_FLAG_BACKWARD) >= 0
+                ffi::av_seek_frame(
+                    self.media.input.as_mut_ptr(),
+                    stream,
+                    ts,
+                    ffi::AVSEEK_FLAG_BACKWARD,
+                ) >= 0
             })
         };
         if by_time && self.landed_at_or_before(index, 0) {
@@ -266,7 +298,9 @@ impl<'a> Session<'a> {
         }
         self.flush();
         // SAFETY: as above.
-        let by_byte = unsafe { ffi::av_seek_frame(self.media.input.as_mut_ptr(), -1, 0, ffi::AVSEEK_FLAG_BYTE) >= 0 };
+        let by_byte = unsafe {
+            ffi::av_seek_frame(self.media.input.as_mut_ptr(), -1, 0, ffi::AVSEEK_FLAG_BYTE) >= 0
+        };
         if by_byte && self.landed_at_or_before(index, 0) {
             return Ok(());
         }
@@ -275,7 +309,12 @@ impl<'a> Session<'a> {
 
     /// Exact sampling for streams identified by pts: `targets` are sorted, unique presentation
     /// indices. Returns the targets that could not be decoded because the data ended first.
-    pub fn exact(&mut self, index: &PacketIndex, targets: &[u64], sink: &mut dyn FrameSink) -> Result<Vec<u64>> {
+    pub fn exact(
+        &mut self,
+        index: &PacketIndex,
+        targets: &[u64],
+        sink: &mut dyn FrameSink,
+    ) -> Result<Vec<u64>> {
         let Identity::Pts { order } = &index.identity else {
             return Err(self.decode_error(None, "exact seeking needs presentation timestamps"));
         };
@@ -303,7 +342,16 @@ impl<'a> Session<'a> {
                     start = k;
                     next_send = Some(k);
                 }
-                match self.run_until(index, tpts, &wanted, &mut got, &mut next_send, start, &mut frame, sink)? {
+                match self.run_until(
+                    index,
+                    tpts,
+                    &wanted,
+                    &mut got,
+                    &mut next_send,
+                    start,
+                    &mut frame,
+                    sink,
+                )? {
                     Outcome::Found => break,
                     Outcome::Passed if retries < 2 => {
                         // The target did not come out (a leading picture that needs an earlier
@@ -313,12 +361,18 @@ impl<'a> Session<'a> {
                         force_seek = true;
                     }
                     Outcome::Passed => {
-                        return Err(self.decode_error(Some(t), "the decoder did not produce this frame"));
+                        return Err(
+                            self.decode_error(Some(t), "the decoder did not produce this frame")
+                        );
                     }
                     Outcome::Eof => {
                         // Decoding ran to the end from before this target, so every later target
                         // that exists has been seen too: the rest are missing.
-                        return Ok(targets[ti..].iter().copied().filter(|&t| !got.contains(&order[t as usize])).collect());
+                        return Ok(targets[ti..]
+                            .iter()
+                            .copied()
+                            .filter(|&t| !got.contains(&order[t as usize]))
+                            .collect());
                     }
                 }
             }
@@ -342,7 +396,9 @@ impl<'a> Session<'a> {
     ) -> Result<Outcome> {
         loop {
             while self.receive(frame)?.is_some() {
-                let Some(pts) = frame.pts().or(frame.timestamp()) else { continue };
+                let Some(pts) = frame.pts().or(frame.timestamp()) else {
+                    continue;
+                };
                 if wanted.contains(&pts) && !got.contains(&pts) {
                     if let Some(i) = index.presentation_index(pts) {
                         sink.frame(i, i, frame)?;
@@ -385,14 +441,23 @@ impl<'a> Session<'a> {
     }
 
     /// Fast sampling: decodes each keyframe (presentation indices, sorted, unique) on its own.
-    pub fn keyframes(&mut self, index: &PacketIndex, keyframes: &[u64], sink: &mut dyn FrameSink) -> Result<()> {
+    pub fn keyframes(
+        &mut self,
+        index: &PacketIndex,
+        keyframes: &[u64],
+        sink: &mut dyn FrameSink,
+    ) -> Result<()> {
         let Identity::Pts { order } = &index.identity else {
             return Err(self.decode_error(None, "fast seeking needs presentation timestamps"));
         };
         let mut frame = VideoFrame::empty();
         for &kp in keyframes {
             let kpts = order[kp as usize];
-            let k = index.by_pts.get(&kpts).copied().ok_or_else(|| self.decode_error(Some(kp), "keyframe not in the index"))?;
+            let k = index
+                .by_pts
+                .get(&kpts)
+                .copied()
+                .ok_or_else(|| self.decode_error(Some(kp), "keyframe not in the index"))?;
             self.seek_to(index, k)?;
             let mut sent = false;
             while let Some(packet) = self.read_packet() {
@@ -432,7 +497,13 @@ impl<'a> Session<'a> {
 
     /// The last frame that decodes at or after the keyframe for `from_pts`, decoding everything
     /// (no skipping) to the end; used to clamp targets past the frames that really exist.
-    pub fn last_frame(&mut self, index: &PacketIndex, from_pts: i64, sink: &mut dyn FrameSink, requests: &[u64]) -> Result<()> {
+    pub fn last_frame(
+        &mut self,
+        index: &PacketIndex,
+        from_pts: i64,
+        sink: &mut dyn FrameSink,
+        requests: &[u64],
+    ) -> Result<()> {
         let k = index.keyframe_for(from_pts).unwrap_or(0);
         self.seek_to(index, k)?;
         let skip = std::mem::replace(&mut self.skip_nonref, false);
@@ -463,7 +534,9 @@ impl<'a> Session<'a> {
         let Some((pts, last)) = last else {
             return Err(self.decode_error(None, "no frame decodes near the end of the stream"));
         };
-        let i = index.presentation_index(pts).unwrap_or(index.frame_count.saturating_sub(1));
+        let i = index
+            .presentation_index(pts)
+            .unwrap_or(index.frame_count.saturating_sub(1));
         for &r in requests {
             sink.frame(r, i, &last)?;
         }
@@ -473,9 +546,15 @@ impl<'a> Session<'a> {
     /// Counted sequential scan from the start: frame i is the i-th frame the decoder outputs.
     /// Returns the presentation index and a reference to the last frame decoded, so callers can
     /// clamp targets past the real end.
-    pub fn scan(&mut self, targets: &ScanTargets, sink: &mut dyn FrameSink) -> Result<Option<(u64, VideoFrame)>> {
+    pub fn scan(
+        &mut self,
+        targets: &ScanTargets,
+        sink: &mut dyn FrameSink,
+    ) -> Result<Option<(u64, VideoFrame)>> {
         let (list, is_last_needed) = match targets {
-            ScanTargets::Exact(v) | ScanTargets::NearestKeyframe(v) | ScanTargets::KeyframeOrdinals(v) => (v, v.last().copied()),
+            ScanTargets::Exact(v)
+            | ScanTargets::NearestKeyframe(v)
+            | ScanTargets::KeyframeOrdinals(v) => (v, v.last().copied()),
         };
         let mut next = 0usize; // next entry of `list` to serve
         let mut count = 0u64; // frames output so far
@@ -544,7 +623,11 @@ fn frame_ref(frame: &VideoFrame) -> Result<VideoFrame> {
     // SAFETY: both frames are valid AVFrames; `out` is empty (no buffers), as av_frame_ref requires.
     let r = unsafe { ffi::av_frame_ref(out.as_mut_ptr(), frame.as_ptr()) };
     if r < 0 {
-        return Err(Error::Decode { source_name: String::new(), frame: None, reason: ffmpeg::Error::from(r).to_string() });
+        return Err(Error::Decode {
+            source_name: String::new(),
+            frame: None,
+            reason: ffmpeg::Error::from(r).to_string(),
+        });
     }
     Ok(out)
 }

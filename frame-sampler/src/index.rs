@@ -49,8 +49,6 @@ pub(crate) struct PacketIndex {
     pub keyframes: Vec<usize>,
     /// pts -> decode-order position (pts identity only).
     pub by_pts: HashMap<i64, usize>,
-    /// The first shown frame's timestamp, in stream time base units; times are reported from it.
-    pub origin: i64,
     /// Presentation time (seconds from the first frame) of each frame, in presentation order.
     pub times: Vec<f64>,
     /// Time (seconds from the first frame) at which the last frame stops being shown.
@@ -101,19 +99,32 @@ impl PacketIndex {
                     });
                 }
                 Err(ffmpeg::Error::Eof) => break,
-                Err(ffmpeg::Error::InvalidData) if errors < MAX_CONSECUTIVE_READ_ERRORS => errors += 1,
+                Err(ffmpeg::Error::InvalidData) if errors < MAX_CONSECUTIVE_READ_ERRORS => {
+                    errors += 1
+                }
                 // Any other error (I/O, a latched failure, a demuxer stuck on a truncated file)
                 // ends the packets that exist.
                 Err(_) => break,
             }
         }
-        let stream = media.input.stream(stream_index).ok_or_else(|| Error::NoVideoStream {
-            source_name: media.source_name.clone(),
-        })?;
+        let stream = media
+            .input
+            .stream(stream_index)
+            .ok_or_else(|| Error::NoVideoStream {
+                source_name: media.source_name.clone(),
+            })?;
         let tb = stream.time_base();
-        let time_base = if tb.denominator() != 0 { f64::from(tb) } else { 0.0 };
+        let time_base = if tb.denominator() != 0 {
+            f64::from(tb)
+        } else {
+            0.0
+        };
         let fps = f64::from(stream.avg_frame_rate());
-        let fps = if fps.is_finite() && fps > 0.0 { fps } else { f64::from(stream.rate()) };
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            f64::from(stream.rate())
+        };
         Ok(Self::from_packets(packets, time_base, fps))
     }
 
@@ -163,8 +174,12 @@ impl PacketIndex {
                 by_pts.clear();
             }
         }
-        let keyframes: Vec<usize> =
-            packets.iter().enumerate().filter(|(_, p)| p.key && !p.discard).map(|(i, _)| i).collect();
+        let keyframes: Vec<usize> = packets
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.key && !p.discard)
+            .map(|(i, _)| i)
+            .collect();
 
         // Presentation times: pts when known, else dts (AVI's dts count frames), else the frame
         // rate; always measured from the first frame so MPEG-TS's start offset reads as 0.
@@ -197,7 +212,10 @@ impl PacketIndex {
         let last_duration = match (&identity, times.last()) {
             (Identity::Pts { order }, Some(_)) => {
                 let last_pts = order[order.len() - 1];
-                let d = by_pts.get(&last_pts).map(|&i| packets[i].duration).unwrap_or(0);
+                let d = by_pts
+                    .get(&last_pts)
+                    .map(|&i| packets[i].duration)
+                    .unwrap_or(0);
                 if d > 0 {
                     d as f64 * time_base
                 } else {
@@ -207,7 +225,15 @@ impl PacketIndex {
             _ => frame_interval,
         };
         let end_time = times.last().map(|t| t + last_duration).unwrap_or(0.0);
-        PacketIndex { packets, identity, frame_count, keyframes, by_pts, origin, times, end_time }
+        PacketIndex {
+            packets,
+            identity,
+            frame_count,
+            keyframes,
+            by_pts,
+            times,
+            end_time,
+        }
     }
 
     /// Presentation indices of the shown keyframes, ascending (pts identity), or their ordinals
@@ -235,7 +261,11 @@ impl PacketIndex {
     /// than decode order is what makes open GOPs work: a leading B-frame (shown before its GOP's
     /// I-frame, decoded after it) gets the previous GOP's keyframe, whose references it needs.
     pub fn keyframe_for(&self, target: i64) -> Option<usize> {
-        self.keyframes.iter().rev().copied().find(|&k| self.packets[k].pts.is_some_and(|p| p <= target))
+        self.keyframes
+            .iter()
+            .rev()
+            .copied()
+            .find(|&k| self.packets[k].pts.is_some_and(|p| p <= target))
     }
 
     /// The keyframe before `keyframe` in decode order, for retrying a frame that did not decode.
@@ -257,7 +287,14 @@ mod tests {
     use super::*;
 
     fn pkt(pts: Option<i64>, dts: i64, key: bool) -> PacketInfo {
-        PacketInfo { pts, dts: Some(dts), key, discard: false, pos: dts * 100, duration: 1 }
+        PacketInfo {
+            pts,
+            dts: Some(dts),
+            key,
+            discard: false,
+            pos: dts * 100,
+            duration: 1,
+        }
     }
 
     /// I0 P3 B1 B2 | I6 (open GOP) B4 B5 P7 — decode order, pts in frame units.
@@ -279,7 +316,12 @@ mod tests {
     fn pts_identity_orders_frames_by_presentation() {
         let idx = open_gop();
         assert_eq!(idx.frame_count, 8);
-        assert_eq!(idx.identity, Identity::Pts { order: (0..8).collect() });
+        assert_eq!(
+            idx.identity,
+            Identity::Pts {
+                order: (0..8).collect()
+            }
+        );
         assert_eq!(idx.presentation_index(6), Some(6));
         assert_eq!(idx.keyframe_presentation_indices(), vec![0, 6]);
         assert!((idx.end_time - 8.0 / 30.0).abs() < 1e-9);
@@ -300,7 +342,10 @@ mod tests {
     #[test]
     fn missing_or_duplicate_pts_fall_back_to_counting() {
         let missing = vec![pkt(None, 0, true), pkt(Some(1), 1, false)];
-        assert_eq!(PacketIndex::from_packets(missing, 0.04, 25.0).identity, Identity::Counted);
+        assert_eq!(
+            PacketIndex::from_packets(missing, 0.04, 25.0).identity,
+            Identity::Counted
+        );
         let dup = vec![pkt(Some(0), 0, true), pkt(Some(0), 1, false)];
         let idx = PacketIndex::from_packets(dup, 0.04, 25.0);
         assert_eq!(idx.identity, Identity::Counted);
@@ -311,15 +356,21 @@ mod tests {
     #[test]
     fn times_start_at_the_first_frame() {
         // MPEG-TS style: first pts at 1.4 s in a 90 kHz time base.
-        let packets = (0..3).map(|i| pkt(Some(126_000 + i * 3000), 126_000 + i * 3000, i == 0)).collect();
+        let packets = (0..3)
+            .map(|i| pkt(Some(126_000 + i * 3000), 126_000 + i * 3000, i == 0))
+            .collect();
         let idx = PacketIndex::from_packets(packets, 1.0 / 90_000.0, 30.0);
-        assert_eq!(idx.origin, 126_000);
+        assert_eq!(idx.times[0], 0.0);
         assert!((idx.times[2] - 2.0 / 30.0).abs() < 1e-9);
     }
 
     #[test]
     fn discarded_packets_are_not_frames() {
-        let mut packets = vec![pkt(Some(0), 0, true), pkt(Some(1), 1, false), pkt(Some(2), 2, false)];
+        let mut packets = vec![
+            pkt(Some(0), 0, true),
+            pkt(Some(1), 1, false),
+            pkt(Some(2), 2, false),
+        ];
         packets[0].discard = true;
         let idx = PacketIndex::from_packets(packets, 0.04, 25.0);
         assert_eq!(idx.frame_count, 2);

