@@ -270,7 +270,8 @@ fn gather(
     Ok(candidates.merge(exact))
 }
 
-/// `count` exact frames chosen by [`exact_targets`] around the keyframes among `known`.
+/// Exact frames chosen by [`exact_targets`] around the keyframes among `known`, less those
+/// `known` already holds.
 fn denser(
     source: &Source,
     known: &Candidates,
@@ -285,7 +286,9 @@ fn denser(
     } else {
         known.frames.iter().map(|f| f.index).collect()
     };
-    let targets = exact_targets(&keyframes, info.frame_count, count, reach);
+    let mut targets = exact_targets(&keyframes, info.frame_count, count, reach);
+    // Frames already scored need no second decode (all of them, in a clip of keyframes only).
+    targets.retain(|t| !known.frames.iter().any(|f| f.index == *t));
     if targets.is_empty() {
         return Ok(Candidates {
             width: known.width,

@@ -335,6 +335,85 @@ fn bad_inputs_give_typed_errors() {
             "{name}: {err:?}"
         );
     }
+    let image = thumbnail(&video("bad_png_renamed.mp4"), &o);
+    assert!(matches!(image, Err(Error::Open { .. })), "{image:?}");
     let garbage = Source::from(vec![0u8; 1000]);
     assert!(thumbnail(&garbage, &o).is_err());
+}
+
+#[test]
+fn a_file_whose_index_lies_still_gives_thumbnails() {
+    let source = video("truncated_index_lies.mp4");
+    let thumb = thumbnail(&source, &ThumbnailOptions::default()).unwrap();
+    assert!(decoded_mean_luma(&thumb) > NOT_BLACK);
+    let board = storyboard(&source, 4, &options(160, ImageFormat::Png)).unwrap();
+    assert_strictly_increasing(&board, 4, "truncated_index_lies");
+}
+
+#[test]
+fn huge_frames_are_scaled_while_decoding() {
+    // 8192x8192 flat grey: every frame is blank, so the least bad one comes back, small.
+    let source = video("huge_8192.mp4");
+    let thumb = thumbnail(&source, &ThumbnailOptions::default()).unwrap();
+    assert_eq!((thumb.width, thumb.height), (320, 320));
+    let luma = decoded_mean_luma(&thumb);
+    assert!(
+        (100.0..160.0).contains(&luma),
+        "grey expected, mean luma {luma:.1}"
+    );
+}
+
+/// A 10 s clip with a single keyframe, black except from 6.0 s to 6.5 s: neither the keyframe
+/// nor the frames just after it show anything, the thumbnail must still find the content.
+#[test]
+fn content_hidden_between_black_stretches_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mostly_black.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=160x120:rate=30:duration=10")
+        .args([
+            "-vf",
+            "drawbox=c=black:t=fill:enable='not(between(t,6,6.5))'",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "300",
+            "-sc_threshold",
+            "0",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&path)
+        .status()
+        .expect("the ffmpeg CLI is needed to make this test's video");
+    assert!(status.success(), "ffmpeg failed to make {}", path.display());
+    let source = Source::from(path);
+    let thumb = thumbnail(&source, &options(160, ImageFormat::Png)).unwrap();
+    let luma = decoded_mean_luma(&thumb);
+    assert!(
+        luma > NOT_BLACK,
+        "black thumbnail (luma {luma:.1}) at {} s",
+        thumb.timestamp
+    );
+    assert!((6.0..6.5).contains(&thumb.timestamp), "{}", thumb.timestamp);
+    let board = storyboard(&source, 3, &options(160, ImageFormat::Png)).unwrap();
+    assert_strictly_increasing(&board, 3, "mostly_black");
+    let lit = board
+        .iter()
+        .filter(|t| decoded_mean_luma(t) > NOT_BLACK)
+        .count();
+    assert!(lit >= 1, "no storyboard frame shows the content");
 }
