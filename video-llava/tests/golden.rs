@@ -246,3 +246,94 @@ fn one_model_serves_several_threads_at_once() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn a_prefill_split_in_chunks_gives_the_same_logits() -> Result<()> {
+    // Chunked prefill exercises the causal mask with an offset and the cache write positions.
+    let (video, images) = inputs()?;
+    for dir in fixture_models() {
+        let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
+        let golden = load_golden(&dir)?;
+        let case = golden
+            .cases
+            .iter()
+            .find(|c| c.images == 1 && !c.video)
+            .context("image case")?;
+        let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
+        let (_, i) = case_inputs(case, &video, &images)?;
+        let features = model.encode_images(i.as_ref().context("images")?)?;
+        let embeds = model.embed(&ids, Some(&features), None)?;
+        let mut cache = model.new_cache(ids.len())?;
+        let cut = [0, 5, 130, ids.len() - 1, ids.len()];
+        let mut logits = None;
+        for w in cut.windows(2) {
+            let part = embeds.narrow(1, w[0], w[1] - w[0])?;
+            logits = Some(model.forward_embeds(&part, &mut cache)?);
+        }
+        ensure!(cache.len() == ids.len() && cache.len() == cache.capacity());
+        let want = &golden.tensors[&format!("{}.logits", case.name)];
+        let err = relative_error(&logits.context("logits")?, want)?;
+        ensure!(err < 1e-4, "{dir:?}: chunked prefill error {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn misuse_of_the_model_api_gives_typed_errors() -> Result<()> {
+    use video_llava::Error;
+    let dir = fixture_models()
+        .into_iter()
+        .next()
+        .context("a fixture model")?;
+    let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
+    let cfg = model.config();
+    let invalid = |r: video_llava::Result<Tensor>| matches!(r, Err(Error::InvalidRequest(_)));
+
+    // Caches: empty or beyond the context.
+    assert!(matches!(model.new_cache(0), Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        model.new_cache(cfg.max_position_embeddings() + 1),
+        Err(Error::InvalidRequest(_))
+    ));
+    // Overflowing a cache is refused and leaves it as it was.
+    let mut cache = model.new_cache(4)?;
+    model.forward_tokens(&[1, 2, 3], &mut cache)?;
+    assert!(invalid(model.forward_tokens(&[4, 5], &mut cache)));
+    assert_eq!(cache.len(), 3);
+    model.forward_tokens(&[4], &mut cache)?;
+    assert_eq!(cache.len(), 4);
+    // Ids outside the vocabulary, and empty inputs.
+    let mut cache = model.new_cache(8)?;
+    assert!(invalid(model.forward_tokens(&[1, 99_999], &mut cache)));
+    assert!(invalid(model.forward_tokens(&[], &mut cache)));
+    assert!(invalid(model.embed(&[], None, None)));
+    // Placeholders without features, and features without placeholders.
+    assert!(invalid(model.embed(
+        &[1, cfg.image_token_index, 2],
+        None,
+        None
+    )));
+    let pixels = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu)?;
+    let features = model.encode_images(&pixels)?;
+    assert_eq!(
+        features.dims(),
+        &[1, cfg.image_tokens(), cfg.text.hidden_size]
+    );
+    assert!(invalid(model.embed(&[1, 2], Some(&features), None)));
+    // Pixels of the wrong size or rank.
+    assert!(invalid(model.encode_images(&Tensor::zeros(
+        (1, 3, 112, 112),
+        DType::F32,
+        &Device::Cpu
+    )?)));
+    assert!(invalid(model.encode_videos(&pixels)));
+    let video = Tensor::zeros((1, 2, 3, 224, 224), DType::F32, &Device::Cpu)?;
+    assert_eq!(
+        model.encode_videos(&video)?.dims(),
+        &[1, 2 * cfg.video_tokens_per_frame(), cfg.text.hidden_size]
+    );
+    // Embeddings of the wrong width.
+    let wrong = Tensor::zeros((1, 2, cfg.text.hidden_size + 1), DType::F32, &Device::Cpu)?;
+    assert!(invalid(model.forward_embeds(&wrong, &mut cache)));
+    Ok(())
+}
