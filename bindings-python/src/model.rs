@@ -11,7 +11,7 @@ use candle_core::DeviceLocation;
 use video_llava::{DType, Device, Tensor};
 
 use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
-use crate::call::{detached, guarded};
+use crate::call::detached;
 use crate::errors::{new_err, Failure, Kind};
 use crate::request::Args;
 use crate::stream::PyTextStream;
@@ -339,7 +339,7 @@ impl PyVideoLlava {
             temperature, top_p, top_k, repetition_penalty, seed, stop,
         };
         let (request, params) = args.build(py)?;
-        PyTextStream::start(self.inner.clone(), request, params)
+        Ok(PyTextStream::start(&self.inner, request, params))
     }
 
     /// Last-position logits, float32 `(vocab,)`, for already-expanded `input_ids`.
@@ -399,16 +399,4 @@ impl PyVideoLlava {
     fn __repr__(&self) -> String {
         format!("VideoLlava({:?}, device={:?}, dtype={:?})", self.source, self.device, self.dtype)
     }
-}
-
-/// Runs a generation on a background thread for [`PyTextStream`]; a panic there becomes a
-/// `Failure` rather than a dead thread.
-pub fn generate_guarded(
-    model: &video_llava::VideoLlava,
-    request: &video_llava::Request,
-    params: &video_llava::GenerationParams,
-    cancel: &video_llava::CancelToken,
-    on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
-) -> Result<video_llava::Generation, Failure> {
-    guarded(|| Ok(model.generate(request, params, Some(cancel), on_piece)?))
 }
