@@ -5,7 +5,7 @@
 //! index + shards) are downloaded into the standard Hugging Face cache — `HF_HUB_CACHE`, else
 //! `$HF_HOME/hub`, else `~/.cache/huggingface/hub` — with progress bars. With
 //! `HF_HUB_OFFLINE=1` only that cache is read, and a repo not fully cached is an
-//! [`Error::Download`] saying so.
+//! [`Error::Download`] saying so. Online, an unreachable hub falls back to a complete cached copy.
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ pub fn resolve(dir_or_repo: &str) -> Result<PathBuf> {
     if offline_from_env() {
         resolve_offline(dir_or_repo, &cache_dir())
     } else {
-        resolve_online(dir_or_repo, &cache_dir())
+        resolve_online(dir_or_repo, &cache_dir(), None)
     }
 }
 
@@ -106,20 +106,34 @@ pub fn resolve_offline(repo_id: &str, cache: &Path) -> Result<PathBuf> {
     Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-fn resolve_online(repo_id: &str, cache: &Path) -> Result<PathBuf> {
+/// Downloads what is missing; `endpoint` overrides the hub URL (else `HF_ENDPOINT` or the hub).
+fn resolve_online(repo_id: &str, cache: &Path, endpoint: Option<&str>) -> Result<PathBuf> {
     let failed = |what: &str, e: hf_hub::api::sync::ApiError| Error::Download {
         repo: repo_id.to_string(),
         reason: format!("{what}: {e}"),
     };
-    let api = ApiBuilder::from_env()
+    let mut builder = ApiBuilder::from_env();
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint.to_string());
+    }
+    let api = builder
         .with_cache_dir(cache.to_path_buf())
         .with_progress(true)
         .build()
         .map_err(|e| failed("cannot start the hub client", e))?;
     let repo = api.repo(parse_repo(repo_id));
-    let info = repo
-        .info()
-        .map_err(|e| failed("cannot list the repo's files", e))?;
+    let info = match repo.info() {
+        Ok(info) => info,
+        // Like huggingface_hub, fall back to a complete cached copy when the hub is unreachable.
+        Err(e) => {
+            return resolve_offline(repo_id, cache).map_err(|_| {
+                failed(
+                    "cannot list the repo's files (and it is not fully cached)",
+                    e,
+                )
+            })
+        }
+    };
     let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     let config = repo
         .get("config.json")
@@ -249,6 +263,20 @@ mod tests {
             matches!(&err, Error::Download { reason, .. } if reason.contains(SINGLE_FILE)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unreachable_hub_falls_back_to_a_complete_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Port 9 (discard) on loopback: refused at once, no traffic leaves the machine.
+        let dead = Some("http://127.0.0.1:9");
+        let err = resolve_online("org/tiny", tmp.path(), dead).unwrap_err();
+        assert!(
+            matches!(&err, Error::Download { reason, .. } if reason.contains("not fully cached")),
+            "{err}"
+        );
+        let snap = fake_cache(tmp.path(), &["config.json", "tokenizer.json", SINGLE_FILE]);
+        assert_eq!(resolve_online("org/tiny", tmp.path(), dead).unwrap(), snap);
     }
 
     #[test]
