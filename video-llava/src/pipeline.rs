@@ -702,7 +702,7 @@ impl TextStream {
 
     /// Waits for the end of the generation (dropping pieces not read yet) and returns it.
     pub fn finish(mut self) -> Result<Generation> {
-        while let Some(item) = self.next() {
+        for item in self.by_ref() {
             item?;
         }
         match self.generation.take() {

@@ -15,8 +15,11 @@ use crate::{Error, Result};
 /// Output side length.
 pub const IMAGE_SIZE: usize = 224;
 /// CLIP's normalization mean.
+// Kept digit for digit as OpenAI published them (and transformers copies them).
+#[allow(clippy::excessive_precision)]
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's normalization std.
+#[allow(clippy::excessive_precision)]
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Pillow's `PRECISION_BITS` for 8-bit resampling: weights are fixed-point with 22 fractional bits.
