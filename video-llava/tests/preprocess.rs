@@ -22,14 +22,19 @@ fn png(name: &str) -> Result<(Vec<u8>, usize, usize)> {
 }
 
 fn reference(name: &str) -> Result<Vec<f32>> {
-    let t = candle_core::safetensors::load(fixtures().join("preprocess.safetensors"), &Device::Cpu)?;
+    let t =
+        candle_core::safetensors::load(fixtures().join("preprocess.safetensors"), &Device::Cpu)?;
     let t = t.get(name).with_context(|| format!("tensor {name}"))?;
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
 }
 
 fn mean_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .sum::<f64>()
+        / a.len() as f64
 }
 
 #[test]
