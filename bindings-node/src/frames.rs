@@ -5,12 +5,13 @@ use frame_sampler::{
     SeekMode, Source, Thumbnail as RsThumbnail, ThumbnailOptions as RsThumbnailOptions,
     VideoInfo as RsVideoInfo,
 };
-use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 
+use crate::args;
 use crate::error::{guarded, JsFailure};
-use crate::source::{to_source, JsSource};
+use crate::source::source_arg;
 
 /// Facts about a video's best video stream and its container.
 #[napi(object, object_from_js = false)]
@@ -337,35 +338,33 @@ impl ThumbnailOptions {
     }
 }
 
-/// Runs one frame-sampler call; holds the options' validation error, if any, so it rejects
+/// Runs one frame-sampler call; holds the arguments' validation error, if any, so it rejects
 /// the promise like every other failure instead of throwing synchronously.
 pub struct FrameTask<Req, Out> {
-    source: Source,
     /// Taken by the one `compute`.
-    request: Option<Result<Req, JsFailure>>,
+    call: Option<Result<(Source, Req), JsFailure>>,
     run: fn(&Source, &Req) -> frame_sampler::Result<Out>,
 }
 
 impl<Req: Send, Out: Send + 'static> FrameTask<Req, Out> {
     fn new(
-        source: &JsSource,
+        source: Result<Source, JsFailure>,
         request: Result<Req, JsFailure>,
         run: fn(&Source, &Req) -> frame_sampler::Result<Out>,
     ) -> Self {
         Self {
-            source: to_source(source),
-            request: Some(request),
+            call: Some(source.and_then(|s| Ok((s, request?)))),
             run,
         }
     }
 
     fn compute(&mut self) -> Result<Out, JsFailure> {
-        let request = self
-            .request
+        let (source, request) = self
+            .call
             .take()
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")))?;
-        let (run, source) = (self.run, &self.source);
-        guarded(|| run(source, &request).map_err(JsFailure::from))
+        let run = self.run;
+        guarded(|| run(&source, &request).map_err(JsFailure::from))
     }
 }
 
@@ -409,10 +408,12 @@ frame_task!(
 /// Opens a video (a path, or the whole file as a `Buffer`/`Uint8Array`) and reports the facts of
 /// its best video stream.
 #[napi(catch_unwind, ts_args_type = "source: string | Buffer | Uint8Array")]
-pub fn probe(source: JsSource) -> AsyncTask<ProbeTask> {
-    AsyncTask::new(ProbeTask(FrameTask::new(&source, Ok(()), |s, ()| {
-        frame_sampler::probe(s)
-    })))
+pub fn probe(source: Unknown<'_>) -> AsyncTask<ProbeTask> {
+    AsyncTask::new(ProbeTask(FrameTask::new(
+        source_arg(source),
+        Ok(()),
+        |s, ()| frame_sampler::probe(s),
+    )))
 }
 
 /// Decodes the frames `options` asks for (default: 8, uniform, exact) into one RGB buffer.
@@ -421,12 +422,13 @@ pub fn probe(source: JsSource) -> AsyncTask<ProbeTask> {
     ts_args_type = "source: string | Buffer | Uint8Array, options?: SampleFramesOptions"
 )]
 pub fn sample_frames(
-    source: JsSource,
-    options: Option<SampleFramesOptions>,
+    source: Unknown<'_>,
+    options: Option<Unknown<'_>>,
 ) -> AsyncTask<SampleFramesTask> {
-    let request = options.unwrap_or_default().to_sample_options();
+    let request = args::options::<SampleFramesOptions>("options", options)
+        .and_then(|o| o.to_sample_options());
     AsyncTask::new(SampleFramesTask(FrameTask::new(
-        &source,
+        source_arg(source),
         request,
         frame_sampler::sample_frames,
     )))
@@ -437,10 +439,11 @@ pub fn sample_frames(
     catch_unwind,
     ts_args_type = "source: string | Buffer | Uint8Array, options?: ThumbnailOptions"
 )]
-pub fn thumbnail(source: JsSource, options: Option<ThumbnailOptions>) -> AsyncTask<ThumbnailTask> {
-    let request = options.unwrap_or_default().to_thumbnail_options();
+pub fn thumbnail(source: Unknown<'_>, options: Option<Unknown<'_>>) -> AsyncTask<ThumbnailTask> {
+    let request = args::options::<ThumbnailOptions>("options", options)
+        .and_then(|o| o.to_thumbnail_options());
     AsyncTask::new(ThumbnailTask(FrameTask::new(
-        &source,
+        source_arg(source),
         request,
         frame_sampler::thumbnail,
     )))
@@ -452,14 +455,18 @@ pub fn thumbnail(source: JsSource, options: Option<ThumbnailOptions>) -> AsyncTa
     ts_args_type = "source: string | Buffer | Uint8Array, n: number, options?: ThumbnailOptions"
 )]
 pub fn storyboard(
-    source: JsSource,
-    n: u32,
-    options: Option<ThumbnailOptions>,
+    source: Unknown<'_>,
+    n: Unknown<'_>,
+    options: Option<Unknown<'_>>,
 ) -> AsyncTask<StoryboardTask> {
-    let request =
-        positive("n", n).and_then(|n| Ok((n, options.unwrap_or_default().to_thumbnail_options()?)));
+    let request = args::required::<u32>("n", n)
+        .and_then(|n| positive("n", n))
+        .and_then(|n| {
+            let options = args::options::<ThumbnailOptions>("options", options)?;
+            Ok((n, options.to_thumbnail_options()?))
+        });
     AsyncTask::new(StoryboardTask(FrameTask::new(
-        &source,
+        source_arg(source),
         request,
         |s, (n, o)| frame_sampler::storyboard(s, *n, o),
     )))

@@ -2,16 +2,17 @@
 
 use std::ops::ControlFlow;
 
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Uint32Array, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{
     CancelToken, DType, Device, Generation as RsGeneration, Tensor, VideoLlava as RsVideoLlava,
 };
 
+use crate::args;
 use crate::error::{guarded, JsFailure};
 use crate::on_token::PieceSink;
-use crate::request::{Call, GenerateOptions, Prepared};
+use crate::request::{Call, Prepared};
 use crate::stream::TokenStream;
 
 /// Where and in which precision to load the model.
@@ -169,8 +170,8 @@ pub fn run_generation(
 
 /// The promise of [`VideoLlava::from_pretrained`].
 pub struct LoadTask {
-    path_or_repo_id: String,
-    options: Option<Result<(DeviceSpec, DType), JsFailure>>,
+    /// Taken by the one `compute`.
+    call: Option<Result<(String, DeviceSpec, DType), JsFailure>>,
 }
 
 #[napi]
@@ -179,15 +180,14 @@ impl Task for LoadTask {
     type JsValue = VideoLlava;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let options = self
-            .options
+        let call = self
+            .call
             .take()
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
-        let path = &self.path_or_repo_id;
-        Ok(options.and_then(|(device, dtype)| {
+        Ok(call.and_then(|(path, device, dtype)| {
             guarded(|| {
                 let device = device.open()?;
-                RsVideoLlava::from_pretrained(path, &device, dtype).map_err(JsFailure::from)
+                RsVideoLlava::from_pretrained(&path, &device, dtype).map_err(JsFailure::from)
             })
         }))
     }
@@ -238,7 +238,7 @@ impl Task for GenerateTask {
     }
 }
 
-/// Options of [`VideoLlava::generate_ids`] and [`VideoLlava::logits`]: pixels already preprocessed.
+/// Options of `generateIds` and `logits`: pixels already preprocessed by the CLIP processor.
 #[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct PixelOptions {
@@ -262,6 +262,9 @@ fn frames_of(name: &str, data: &[f32]) -> Result<usize, JsFailure> {
     Ok(data.len() / PIXELS_PER_FRAME)
 }
 
+/// Input ids, video pixels, image pixels: what `generate_ids` and `logits` take.
+type ModelInputs = (Vec<u32>, Option<Tensor>, Option<Tensor>);
+
 /// Raw model inputs owned by the task: ids and pixels copied out of JavaScript's arrays.
 pub struct RawInputs {
     ids: Vec<u32>,
@@ -270,7 +273,7 @@ pub struct RawInputs {
 }
 
 impl RawInputs {
-    fn new(ids: &[u32], options: &PixelOptions) -> Result<Self, JsFailure> {
+    fn new(ids: Vec<u32>, options: &PixelOptions) -> Result<Self, JsFailure> {
         if ids.is_empty() {
             return Err(JsFailure::invalid("inputIds must not be empty"));
         }
@@ -282,27 +285,24 @@ impl RawInputs {
             Some(v) => Some((v.to_vec(), frames_of("pixelValuesImages", v)?)),
             None => None,
         };
-        Ok(Self {
-            ids: ids.to_vec(),
-            video,
-            images,
-        })
+        Ok(Self { ids, video, images })
     }
 
-    fn tensors(&self) -> Result<(Option<Tensor>, Option<Tensor>), JsFailure> {
-        let tensor = |data: &Vec<f32>, shape: &[usize]| {
-            Tensor::from_slice(data.as_slice(), shape, &Device::Cpu)
+    /// The ids, the video pixels and the image pixels as tensors (moved, not copied).
+    fn into_tensors(self) -> Result<ModelInputs, JsFailure> {
+        let tensor = |data: Vec<f32>, shape: &[usize]| {
+            Tensor::from_vec(data, shape, &Device::Cpu)
                 .map_err(|e| JsFailure::new("ERR_COMPUTE", format!("compute: {e}")))
         };
-        let video = match &self.video {
-            Some((data, frames)) => Some(tensor(data, &[1, *frames, 3, 224, 224])?),
+        let video = match self.video {
+            Some((data, frames)) => Some(tensor(data, &[1, frames, 3, 224, 224])?),
             None => None,
         };
-        let images = match &self.images {
-            Some((data, count)) => Some(tensor(data, &[*count, 3, 224, 224])?),
+        let images = match self.images {
+            Some((data, count)) => Some(tensor(data, &[count, 3, 224, 224])?),
             None => None,
         };
-        Ok((video, images))
+        Ok((self.ids, video, images))
     }
 }
 
@@ -325,9 +325,9 @@ impl Task for GenerateIdsTask {
         let model = &self.model;
         Ok(inputs.and_then(|(inputs, max_new_tokens)| {
             guarded(|| {
-                let (video, images) = inputs.tensors()?;
+                let (ids, video, images) = inputs.into_tensors()?;
                 model
-                    .generate_ids(&inputs.ids, video.as_ref(), images.as_ref(), max_new_tokens)
+                    .generate_ids(&ids, video.as_ref(), images.as_ref(), max_new_tokens)
                     .map_err(JsFailure::from)
             })
         }))
@@ -357,8 +357,8 @@ impl Task for LogitsTask {
         let model = &self.model;
         Ok(inputs.and_then(|inputs| {
             guarded(|| {
-                let (video, images) = inputs.tensors()?;
-                let logits = model.logits(&inputs.ids, video.as_ref(), images.as_ref())?;
+                let (ids, video, images) = inputs.into_tensors()?;
+                let logits = model.logits(&ids, video.as_ref(), images.as_ref())?;
                 Ok(logits.to_vec1::<f32>().map_err(video_llava::Error::from)?)
             })
         }))
@@ -372,8 +372,8 @@ impl Task for LogitsTask {
 /// The promise of [`VideoLlava::tokenize`].
 pub struct TokenizeTask {
     model: RsVideoLlava,
-    prompt: String,
-    num_frames: usize,
+    /// The prompt and frame count; taken by the one `compute`.
+    request: Option<Result<(String, usize), JsFailure>>,
 }
 
 #[napi]
@@ -382,9 +382,13 @@ impl Task for TokenizeTask {
     type JsValue = Vec<u32>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let (model, prompt, frames) = (&self.model, &self.prompt, self.num_frames);
-        Ok(guarded(|| {
-            model.tokenize(prompt, frames).map_err(JsFailure::from)
+        let request = self
+            .request
+            .take()
+            .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        let model = &self.model;
+        Ok(request.and_then(|(prompt, frames)| {
+            guarded(|| model.tokenize(&prompt, frames).map_err(JsFailure::from))
         }))
     }
 
@@ -403,23 +407,26 @@ pub struct VideoLlava {
 #[napi]
 impl VideoLlava {
     /// Loads a model from a local directory or (when not a directory) a Hugging Face repo id.
-    #[napi(catch_unwind)]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "pathOrRepoId: string, options?: LoadOptions"
+    )]
     pub fn from_pretrained(
-        path_or_repo_id: String,
-        options: Option<LoadOptions>,
+        path_or_repo_id: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> AsyncTask<LoadTask> {
-        let options = options.unwrap_or_default().parse();
-        AsyncTask::new(LoadTask {
-            path_or_repo_id,
-            options: Some(options),
-        })
+        let call = args::required::<String>("pathOrRepoId", path_or_repo_id).and_then(|path| {
+            let (device, dtype) = args::options::<LoadOptions>("options", options)?.parse()?;
+            Ok((path, device, dtype))
+        });
+        AsyncTask::new(LoadTask { call: Some(call) })
     }
 
     /// Answers a question about a video and/or images. `onToken` receives the text as it is
     /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
-    #[napi(catch_unwind)]
-    pub fn generate(&self, options: GenerateOptions) -> AsyncTask<GenerateTask> {
-        let call = options.into_call();
+    #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
+    pub fn generate(&self, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
+        let call = Call::from_arg(options);
         let cancel = call.cancel.clone();
         AsyncTask::new(GenerateTask {
             model: self.inner.clone(),
@@ -431,36 +438,47 @@ impl VideoLlava {
 
     /// The same as `generate`, as an async iterator of text pieces: `for await (const piece of
     /// model.stream({ prompt, video })) {}`. Leaving the loop early stops the generation.
-    #[napi(catch_unwind)]
-    pub fn stream(&self, options: GenerateOptions) -> TokenStream {
-        TokenStream::new(self.inner.clone(), options.into_call())
+    #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
+    pub fn stream(&self, options: Unknown<'_>) -> TokenStream {
+        TokenStream::new(self.inner.clone(), Call::from_arg(options))
     }
 
-    /// Expands the `<video>`/`<image>` placeholders of a full prompt text (`USER: <video>\n...
-    /// ASSISTANT:`) and tokenizes it, BOS included; `numFrames` defaults to 8.
-    #[napi(catch_unwind)]
-    pub fn tokenize(&self, prompt: String, num_frames: Option<u32>) -> AsyncTask<TokenizeTask> {
+    /// Expands the `<video>`/`<image>` placeholders of a full prompt text (the whole
+    /// `USER: ... ASSISTANT:` template) and tokenizes it, BOS included; `numFrames` defaults to 8.
+    #[napi(catch_unwind, ts_args_type = "prompt: string, numFrames?: number")]
+    pub fn tokenize(
+        &self,
+        prompt: Unknown<'_>,
+        num_frames: Option<Unknown<'_>>,
+    ) -> AsyncTask<TokenizeTask> {
+        let request = args::required::<String>("prompt", prompt).and_then(|prompt| {
+            let frames = args::optional::<u32>("numFrames", num_frames)?.unwrap_or(8);
+            Ok((prompt, frames as usize))
+        });
         AsyncTask::new(TokenizeTask {
             model: self.inner.clone(),
-            prompt,
-            num_frames: num_frames.unwrap_or(8) as usize,
+            request: Some(request),
         })
     }
 
     /// Greedy generation from already-expanded ids and preprocessed pixels; the new token ids
     /// (stops at end-of-sequence).
-    #[napi(catch_unwind)]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions"
+    )]
     pub fn generate_ids(
         &self,
-        input_ids: Uint32Array,
-        options: Option<PixelOptions>,
+        input_ids: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> AsyncTask<GenerateIdsTask> {
-        let options = options.unwrap_or_default();
         let inputs =
-            RawInputs::new(&input_ids, &options).and_then(|inputs| match options.max_new_tokens {
-                Some(0) => Err(JsFailure::invalid("maxNewTokens must be at least 1")),
-                n => Ok((inputs, n.unwrap_or(16) as usize)),
-            });
+            raw_inputs(input_ids, options).and_then(
+                |(inputs, max_new_tokens)| match max_new_tokens {
+                    Some(0) => Err(JsFailure::invalid("maxNewTokens must be at least 1")),
+                    n => Ok((inputs, n.unwrap_or(16) as usize)),
+                },
+            );
         AsyncTask::new(GenerateIdsTask {
             model: self.inner.clone(),
             inputs: Some(inputs),
@@ -468,16 +486,32 @@ impl VideoLlava {
     }
 
     /// Last-position logits `(vocab,)` for already-expanded ids and preprocessed pixels.
-    #[napi(catch_unwind)]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions"
+    )]
     pub fn logits(
         &self,
-        input_ids: Uint32Array,
-        options: Option<PixelOptions>,
+        input_ids: Unknown<'_>,
+        options: Option<Unknown<'_>>,
     ) -> AsyncTask<LogitsTask> {
-        let inputs = RawInputs::new(&input_ids, &options.unwrap_or_default());
+        let inputs = raw_inputs(input_ids, options).map(|(inputs, _)| inputs);
         AsyncTask::new(LogitsTask {
             model: self.inner.clone(),
             inputs: Some(inputs),
         })
     }
+}
+
+/// Converts the `inputIds` and `options` arguments of `generateIds` and `logits`.
+fn raw_inputs(
+    input_ids: Unknown<'_>,
+    options: Option<Unknown<'_>>,
+) -> Result<(RawInputs, Option<u32>), JsFailure> {
+    let ids = match args::required::<Either<Uint32Array, Vec<u32>>>("inputIds", input_ids)? {
+        Either::A(typed) => typed.to_vec(),
+        Either::B(plain) => plain,
+    };
+    let options = args::options::<PixelOptions>("options", options)?;
+    Ok((RawInputs::new(ids, &options)?, options.max_new_tokens))
 }

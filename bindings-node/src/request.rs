@@ -1,9 +1,10 @@
 //! Generation options from JavaScript -> the engine's [`Request`] and [`GenerationParams`].
 
-use napi::bindgen_prelude::{Either, Either3, Uint8Array};
+use napi::bindgen_prelude::{Either, Either3, Uint8Array, Unknown};
 use napi_derive::napi;
 use video_llava::{CancelToken, GenerationParams, ImageInput, Request, VideoInput};
 
+use crate::args;
 use crate::cancel::Signal;
 use crate::error::JsFailure;
 use crate::frames::SampleFramesOptions;
@@ -105,6 +106,20 @@ pub struct Call {
     pub cancel: CancelToken,
     /// Where pieces go, if the caller passed `onToken`.
     pub sink: Option<PieceSink>,
+}
+
+impl Call {
+    /// Converts the `options` argument of `generate` and `stream`.
+    pub fn from_arg(options: Unknown<'_>) -> Self {
+        match args::required::<GenerateOptions>("options", options) {
+            Ok(options) => options.into_call(),
+            Err(failure) => Call {
+                prepared: Err(failure),
+                cancel: CancelToken::new(),
+                sink: None,
+            },
+        }
+    }
 }
 
 impl GenerateOptions {

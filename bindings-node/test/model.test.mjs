@@ -201,6 +201,25 @@ describe('generate', () => {
         return true
       })
     }
+    // Wrong JS types reject the same way; they never throw synchronously.
+    const wrongTypes = [
+      () => model.generate('Say hello.'),
+      () => model.generate({}),
+      () => model.generate({ prompt: 'Hi', maxNewTokens: 'ten' }),
+      () => model.generate({ prompt: 'Hi', video: 42 }),
+      () => model.generate({ prompt: 'Hi', onToken: 'print' }),
+      () => model.tokenize(42),
+      () => model.generateIds('1 2 3'),
+      () => VideoLlava.fromPretrained(tinyModelDir, 'cpu'),
+    ]
+    for (const call of wrongTypes) {
+      let pending
+      assert.doesNotThrow(() => (pending = call()), `${call} threw synchronously`)
+      await assert.rejects(pending, (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${call}: ${err.code} ${err.message}`)
+        return true
+      })
+    }
   })
 
   it('a bad or missing video rejects with the frame sampler code', async () => {
