@@ -28,7 +28,8 @@ pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
 pub use error::{Error, Result};
 pub use generation::{CancelToken, GenerationParams, StopReason};
-pub use pipeline::{Generation, ImageInput, Request, Timings, VideoInput, VideoLlava};
+pub use pipeline::{Generation, ImageInput, Request, TextStream, Timings, VideoInput, VideoLlava};
+pub use prompt::PromptTokenizer;
 #[cfg(feature = "video")]
 pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 #[cfg(feature = "video")]
