@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-venv="$root/.venv"
+venv="${VIDEO_LLAVA_VENV:-$root/.venv}"  # override to try a fresh venv elsewhere
 
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

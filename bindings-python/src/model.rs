@@ -339,7 +339,7 @@ impl PyVideoLlava {
             temperature, top_p, top_k, repetition_penalty, seed, stop,
         };
         let (request, params) = args.build(py)?;
-        Ok(PyTextStream::start(&self.inner, request, params))
+        Ok(PyTextStream::start(&self.inner, request, params)?)
     }
 
     /// Last-position logits, float32 `(vocab,)`, for already-expanded `input_ids`.

@@ -31,10 +31,14 @@ pub struct PyTextStream {
 
 impl PyTextStream {
     /// Starts the generation (on the Rust stream's own thread).
-    pub fn start(model: &VideoLlava, request: Request, params: GenerationParams) -> Self {
-        let stream = model.stream(request, params);
+    pub fn start(
+        model: &VideoLlava,
+        request: Request,
+        params: GenerationParams,
+    ) -> Result<Self, Failure> {
+        let stream = guarded(|| Ok(model.stream(request, params)))?;
         let cancel = stream.cancel_token().clone();
-        Self { inner: Mutex::new(Some(stream)), cancel, generation: Mutex::new(None) }
+        Ok(Self { inner: Mutex::new(Some(stream)), cancel, generation: Mutex::new(None) })
     }
 
     /// Waits for the next step; runs without the GIL.

@@ -165,6 +165,22 @@ def test_engine_rejections_are_invalid_request(model, pixel_inputs):
         )
 
 
+def test_missing_inputs_are_file_not_found(model, tmp_path):
+    with pytest.raises(vl.NotFoundError):
+        model.generate("What is shown?", image=tmp_path / "none.png", max_new_tokens=1)
+    with pytest.raises(FileNotFoundError):
+        model.generate("What happens?", video=str(tmp_path / "none.mp4"), max_new_tokens=1)
+    with pytest.raises(FileNotFoundError):
+        list(model.stream("What happens?", video=tmp_path / "none.mp4", max_new_tokens=1))
+
+
+def test_bad_media_in_requests(model, videos):
+    with pytest.raises(vl.VideoDecodeError):
+        model.generate("What happens?", video=videos / "bad_random.mp4", max_new_tokens=1)
+    with pytest.raises(vl.ImageError):
+        model.generate("What is shown?", image=b"not an image", max_new_tokens=1)
+
+
 def test_prompt_too_long(model):
     with pytest.raises(vl.PromptTooLongError):
         model.generate("Say hello.", max_new_tokens=5000)
