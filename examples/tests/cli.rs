@@ -59,12 +59,15 @@ fn tiny_model() -> String {
 
 /// Runs the binary with `args`, never touching the network, without a backtrace request.
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_video-llava"))
-        .args(args)
+    command(args).output().expect("the binary runs")
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_video-llava"));
+    cmd.args(args)
         .env_remove("RUST_BACKTRACE")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the binary runs")
+        .env("HF_HUB_OFFLINE", "1");
+    cmd
 }
 
 fn stdout(out: &Output) -> String {
@@ -543,6 +546,9 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("error"), "{args:?}: {}", stderr(&out));
     }
+    let many = run(&["analyze", "a.mp4", "b.mp4", "--json"]);
+    assert_one_line_error(&many, 2, "--json");
+    assert!(stderr(&many).contains("--jsonl"), "{}", stderr(&many));
     let bad_ext = run(&["thumbnail", "x.mp4", "--out", "x.gif"]);
     assert_one_line_error(&bad_ext, 2, "x.gif");
     let help = run(&["analyze", "--help"]);
@@ -562,4 +568,22 @@ fn bad_flags_are_usage_errors() {
     ] {
         assert!(stdout(&help).contains(flag), "{flag} missing from help");
     }
+}
+
+#[test]
+fn a_repo_not_in_the_offline_cache_is_exit_1_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let video = bikes();
+    let out = command(&[
+        "analyze",
+        video.to_str().unwrap(),
+        "--model",
+        "someone/not-cached-model",
+    ])
+    .env("HF_HOME", tmp.path())
+    .env_remove("HF_HUB_CACHE")
+    .output()
+    .unwrap();
+    assert_one_line_error(&out, 1, "someone/not-cached-model");
+    assert!(stderr(&out).contains("HF_HUB_OFFLINE"), "{}", stderr(&out));
 }
