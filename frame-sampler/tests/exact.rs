@@ -133,6 +133,11 @@ fn h264_open_gop() {
 }
 
 #[test]
+fn h264_open_gop_in_mpeg_ts() {
+    check_exact(&video("h264_opengop.ts"));
+}
+
+#[test]
 fn hevc() {
     check_exact(&video("hevc.mp4"));
 }
@@ -190,4 +195,30 @@ fn exact_decodes_less_than_a_full_decode() {
         "decoded {} of {naive}",
         stats.frames_decoded
     );
+    // Without skipping non-reference pictures it would decode every frame from each keyframe to
+    // its target; with it, about half of them (x264's B-pyramid keeps one B in two as reference).
+    let mut from_keyframes = 0;
+    let mut last_reached = None::<u64>;
+    for &t in &batch.indices {
+        let key = if t >= 250 { 250 } else { 0 };
+        let start = match last_reached {
+            Some(r) if r >= key => r + 1,
+            _ => key,
+        };
+        from_keyframes += t + 1 - start;
+        last_reached = Some(t);
+    }
+    assert!(
+        stats.frames_decoded < from_keyframes,
+        "{} vs {from_keyframes}",
+        stats.frames_decoded
+    );
+
+    let hd = Source::from(video("h264_720p.mp4"));
+    let (batch, stats) = sample_frames_with_stats(&hd, &options).unwrap();
+    eprintln!(
+        "Linspace(8) on the 600-frame 720p clip: exact decoded {} frames (indices {:?}), naive decodes 600",
+        stats.frames_decoded, batch.indices
+    );
+    assert!(stats.frames_decoded < 300);
 }

@@ -3,7 +3,7 @@
 //!
 //! The videos come from `scripts/make-test-data.sh`:
 //! - `videos/h264_bframes_longgop.mp4`: 300 frames, GOP 250, 3 B-frames, with audio
-//! - `videos/h264_opengop.mp4`: open GOPs (leading B-frames reference the previous GOP)
+//! - `videos/h264_opengop.mp4` (and `.ts`): open GOPs (leading B-frames reference the previous GOP)
 //! - `videos/hevc.mp4`, `videos/vp9.webm`, `videos/av1.mkv` (when an AV1 encoder exists)
 //! - `videos/mpeg4.avi`: MPEG-4 part 2 with B-frames, no presentation times in the container
 //! - `videos/vfr.mkv`: variable frame rate with a gap; `videos/mpegts.ts`: 1.4 s start offset
