@@ -110,7 +110,11 @@ export interface GenerateOptions {
   stop?: string | string[]
   /** Aborting it stops the generation; the promise rejects with an `AbortError`. */
   signal?: AbortSignal
-  /** Receives each decoded text piece as soon as it is whole. */
+  /**
+   * Receives each decoded text piece as soon as it is whole (`generate` only: `stream`
+   * yields the pieces itself). All pieces have arrived when the promise settles; if it
+   * throws, the generation stops and the promise rejects with what it threw.
+   */
   onToken?: (piece: string) => void
 }
 

@@ -85,7 +85,9 @@ pub struct GenerateOptions {
     /// Aborting it stops the generation; the promise rejects with an `AbortError`.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Signal>,
-    /// Receives each decoded text piece as soon as it is whole.
+    /// Receives each decoded text piece as soon as it is whole (`generate` only: `stream`
+    /// yields the pieces itself). All pieces have arrived when the promise settles; if it
+    /// throws, the generation stops and the promise rejects with what it threw.
     #[napi(ts_type = "(piece: string) => void")]
     pub on_token: Option<OnTokenFn>,
 }
