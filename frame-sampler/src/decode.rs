@@ -56,6 +56,9 @@ const SKIP_NONREF_CODECS: &[ffi::AVCodecID] = &[
 /// produce the frames asked for.
 const MAX_DECODE_ERRORS: u64 = 1000;
 
+/// Consecutive EAGAIN answers to a packet after which the decoder is considered stuck.
+const MAX_REFUSALS: u32 = 1000;
+
 /// Decoder plus demuxer for one stream, with seeking that verifies where it landed.
 pub(crate) struct Session<'a> {
     media: &'a mut Media,
@@ -67,6 +70,8 @@ pub(crate) struct Session<'a> {
     skip_nonref: bool,
     byte_seek: bool,
     decode_errors: u64,
+    /// Consecutive times the decoder refused a packet (EAGAIN).
+    refusals: u32,
     pub stats: SampleStats,
 }
 
@@ -145,6 +150,7 @@ impl<'a> Session<'a> {
             skip_nonref,
             byte_seek,
             decode_errors: 0,
+            refusals: 0,
             stats: SampleStats::default(),
         })
     }
@@ -194,6 +200,7 @@ impl<'a> Session<'a> {
         }
         match self.decoder.send_packet(&packet) {
             Ok(()) => {
+                self.refusals = 0;
                 self.stats.packets_sent += 1;
                 if skippable && self.skip_nonref {
                     self.stats.packets_sent_skippable += 1;
@@ -201,6 +208,12 @@ impl<'a> Session<'a> {
                 Ok(true)
             }
             Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => {
+                // The API promises output is waiting; a decoder that keeps refusing input
+                // without producing any would otherwise spin forever.
+                self.refusals += 1;
+                if self.refusals > MAX_REFUSALS {
+                    return Err(self.decode_error(None, "the decoder stopped accepting input"));
+                }
                 self.pending = Some(packet);
                 Ok(false)
             }
@@ -465,8 +478,13 @@ impl<'a> Session<'a> {
                 match pos {
                     Some(d) if d < k => continue,
                     Some(d) if d == k => {
-                        while !self.send(packet.clone(), false)? {
-                            while self.receive(&mut frame)?.is_some() {}
+                        let mut next = Some(packet);
+                        while let Some(p) = next.take() {
+                            if !self.send(p, false)? {
+                                // Output first (frames of the keyframe's predecessors, ignored).
+                                while self.receive(&mut frame)?.is_some() {}
+                                next = self.pending.take();
+                            }
                         }
                         sent = true;
                         break;

@@ -428,3 +428,39 @@ fn vfr_timestamps_follow_the_stream() {
     assert_eq!(b.indices, vec![60, 119, 120, 59]);
     assert!((b.timestamps[2] - 7.0).abs() < 0.002);
 }
+
+#[test]
+fn thread_counts_do_not_change_the_frames() {
+    for name in ["h264_bframes_longgop.mp4", "hevc.mp4"] {
+        let source = Source::from(video(name));
+        let o = opts(Sampling::Linspace(6));
+        let one = sample_frames(&source, &o.clone().threads(1)).unwrap();
+        assert_eq!(
+            one,
+            sample_frames(&source, &o.clone().threads(0)).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            one,
+            sample_frames(&source, &o.clone().threads(3)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn sources_can_be_sampled_from_many_threads() {
+    let path = video("vp9.webm");
+    let want = sample_frames(&Source::from(path.as_path()), &opts(Sampling::Uniform(4))).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                sample_frames(&Source::from(path), &opts(Sampling::Uniform(4))).unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), want);
+    }
+}
