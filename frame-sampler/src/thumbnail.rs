@@ -2,7 +2,7 @@
 //!
 //! The work splits in three rooms:
 //! - gathering candidates through the crate's public sampler (keyframes spread over the whole
-//!   duration, decoded small; exact timestamps when a clip has too few keyframes),
+//!   duration, decoded small; exact frames between them when a clip has too few keyframes),
 //! - scoring them without any I/O ([`FrameScore`]: colour histograms as FFmpeg's `thumbnail`
 //!   filter uses them, plus the luma statistics that reject black, blank and blurry frames),
 //! - choosing and encoding (JPEG, PNG or lossless WebP through the `image` crate).
@@ -15,11 +15,13 @@ use crate::{
 };
 
 /// Candidates scored for one thumbnail: enough to cover the whole duration, few enough that
-/// decoding them (keyframes only) stays cheaper than FFmpeg decoding its first 100 frames.
-const THUMBNAIL_CANDIDATES: usize = 24;
-/// Frames a thumbnail may decode beyond keyframes when a clip has too few keyframes
-/// (FFmpeg's `thumbnail` filter decodes 100).
-const DECODE_BUDGET: u64 = 120;
+/// decoding them (keyframes only, each costing a few inter frames) stays cheaper than FFmpeg
+/// decoding and converting its first 100 frames.
+const THUMBNAIL_CANDIDATES: usize = 16;
+/// Frames a thumbnail may decode beyond keyframes when a clip has too few keyframes: about
+/// half of what FFmpeg's `thumbnail` filter decodes (100), of which the decoder further skips
+/// the frames nothing references.
+const DECODE_BUDGET: u64 = 60;
 /// Candidates per storyboard frame, so each segment of the timeline has a choice.
 const CANDIDATES_PER_STORYBOARD_FRAME: usize = 3;
 /// Scoring size when the requested size is too small to judge sharpness or too large to hold
@@ -43,32 +45,41 @@ const NEAR_IDENTICAL_MAD: f64 = 4.0;
 /// Side of the coarse luma grid kept per frame to tell near-identical frames apart.
 const SIGNATURE_SIDE: usize = 16;
 
+/// Ever closer looks for a thumbnail: the first is cheap and nearly always enough; the others
+/// run only while every candidate so far is black or blank.
+const THUMBNAIL_LOOKS: [Look; 3] = [
+    Look {
+        count: THUMBNAIL_CANDIDATES,
+        reach: Reach::Budget(DECODE_BUDGET),
+        between_keyframes: false,
+    },
+    Look {
+        count: THUMBNAIL_CANDIDATES * 4,
+        reach: Reach::Budget(DECODE_BUDGET * 4),
+        between_keyframes: false,
+    },
+    // The last resort may decode much of the video; it runs only for videos black at 64
+    // keyframes and at the frames just after them, so that it finds content they all miss.
+    Look {
+        count: THUMBNAIL_CANDIDATES * 4,
+        reach: Reach::Whole,
+        between_keyframes: true,
+    },
+];
+
 /// One representative frame of the whole video, encoded. See [`crate::thumbnail`].
 pub(crate) fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnail> {
     validate(options)?;
     let plan = SizePlan::new(options.max_size);
-    let mut candidates = gather(
-        source,
-        THUMBNAIL_CANDIDATES,
-        plan.working,
-        options.rotate,
-        Reach::Budget(DECODE_BUDGET),
-    )?;
-    let mut scores = candidates.scores();
-    let mut verdicts = judge(&scores);
-    if verdicts.iter().all(|v| !v.is_acceptable()) {
-        // Everything we looked at is black or blank: look closer before settling for the least bad.
-        let closer = denser(
-            source,
-            &candidates,
-            THUMBNAIL_CANDIDATES * 4,
-            plan.working,
-            options.rotate,
-            Reach::Whole,
-        )?;
-        candidates = candidates.merge(closer);
+    let mut candidates = Candidates::default();
+    let (mut scores, mut verdicts) = (Vec::new(), Vec::new());
+    for look in THUMBNAIL_LOOKS {
+        candidates = gather(source, candidates, look, plan.working, options.rotate)?;
         scores = candidates.scores();
         verdicts = judge(&scores);
+        if verdicts.iter().any(|v| v.is_acceptable()) {
+            break;
+        }
     }
     let best = pick_representative(&scores, &verdicts).ok_or_else(|| no_frames(source))?;
     let mut out = render(source, &candidates, &[best], plan, options)?;
@@ -91,23 +102,21 @@ pub(crate) fn storyboard(
     let wanted = n
         .saturating_mul(CANDIDATES_PER_STORYBOARD_FRAME)
         .max(THUMBNAIL_CANDIDATES);
-    let mut candidates = gather(source, wanted, plan.working, options.rotate, Reach::Whole)?;
-    let mut scores = candidates.scores();
-    let mut verdicts = judge(&scores);
-    let acceptable = verdicts.iter().filter(|v| v.is_acceptable()).count();
-    if acceptable < n && !candidates.dense {
-        // Too few good keyframes for n frames: exact frames between them widen the choice.
-        let between = denser(
-            source,
-            &candidates,
-            wanted,
-            plan.working,
-            options.rotate,
-            Reach::Whole,
-        )?;
-        candidates = candidates.merge(between);
+    let mut candidates = Candidates::default();
+    let (mut scores, mut verdicts) = (Vec::new(), Vec::new());
+    // A second, closer look only when too few candidates are fit to show (a black section).
+    for count in [wanted, wanted.saturating_mul(4)] {
+        let look = Look {
+            count,
+            reach: Reach::Whole,
+            between_keyframes: false,
+        };
+        candidates = gather(source, candidates, look, plan.working, options.rotate)?;
         scores = candidates.scores();
         verdicts = judge(&scores);
+        if verdicts.iter().filter(|v| v.is_acceptable()).count() >= n {
+            break;
+        }
     }
     let times: Vec<f64> = candidates.frames.iter().map(|f| f.timestamp).collect();
     let chosen = pick_storyboard(&times, &scores, &verdicts, n);
@@ -177,35 +186,33 @@ struct CandidateFrame {
 }
 
 /// Candidates of one video, all the same size, in time order, one per frame index.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Candidates {
     width: u32,
     height: u32,
     frames: Vec<CandidateFrame>,
-    /// Whether exact frames between the keyframes are already among them.
-    dense: bool,
+    /// Indices of the keyframes among `frames`.
+    keyframes: Vec<u64>,
+    /// The largest `Keyframes { max }` asked so far.
+    keyframes_asked: usize,
+    /// Whether `keyframes` holds every keyframe of the video (a request returned fewer than asked).
+    keyframes_all: bool,
 }
 
 impl Candidates {
-    fn from_batch(batch: FrameBatch, dense: bool) -> Self {
-        let frames = (0..batch.len())
-            .map(|i| CandidateFrame {
-                index: batch.indices[i],
-                timestamp: batch.timestamps[i],
-                rgb: batch.frame(i).to_vec(),
-            })
-            .collect();
-        let mut out = Self {
-            width: batch.width,
-            height: batch.height,
-            frames,
-            dense,
-        };
-        out.normalize();
-        out
-    }
-
-    fn normalize(&mut self) {
+    /// Adds a batch's frames; frames of another size (which one sampler call should never
+    /// give) are dropped rather than mixed into one scoring.
+    fn add(&mut self, batch: &FrameBatch) {
+        if self.frames.is_empty() {
+            (self.width, self.height) = (batch.width, batch.height);
+        } else if (batch.width, batch.height) != (self.width, self.height) {
+            return;
+        }
+        self.frames.extend((0..batch.len()).map(|i| CandidateFrame {
+            index: batch.indices[i],
+            timestamp: batch.timestamps[i],
+            rgb: batch.frame(i).to_vec(),
+        }));
         self.frames.sort_by(|a, b| {
             a.timestamp
                 .total_cmp(&b.timestamp)
@@ -214,18 +221,8 @@ impl Candidates {
         self.frames.dedup_by_key(|f| f.index);
     }
 
-    /// Both sets together; frames of another size (which one sampler call should never give)
-    /// are dropped rather than mixed into one scoring.
-    fn merge(mut self, other: Candidates) -> Self {
-        if self.frames.is_empty() {
-            return other;
-        }
-        if other.width == self.width && other.height == self.height {
-            self.frames.extend(other.frames);
-            self.dense |= other.dense;
-            self.normalize();
-        }
-        self
+    fn contains(&self, index: u64) -> bool {
+        self.frames.iter().any(|f| f.index == index)
     }
 
     fn scores(&self) -> Vec<FrameScore> {
@@ -246,56 +243,53 @@ enum Reach {
     Whole,
 }
 
-/// Keyframes spread over the whole duration; when the clip has fewer than half the keyframes
-/// asked for (short clips, long GOPs), exact frames between them as `reach` allows.
-fn gather(
-    source: &Source,
+/// One round of looking for candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Look {
+    /// Keyframes to ask for, and exact frames to add when keyframes are too few.
     count: usize,
-    working: Resize,
-    rotate: bool,
+    /// Where the exact frames may be.
     reach: Reach,
-) -> Result<Candidates> {
-    let keyframes = sample_frames(
-        source,
-        &SampleOptions::new(Sampling::Keyframes { max: count })
-            .seek(SeekMode::Fast)
-            .resize(Some(working))
-            .rotate(rotate),
-    )?;
-    let candidates = Candidates::from_batch(keyframes, false);
-    if candidates.frames.len() >= count.div_ceil(2) {
-        return Ok(candidates);
-    }
-    let exact = denser(source, &candidates, count, working, rotate, reach)?;
-    Ok(candidates.merge(exact))
+    /// Add exact frames even when the video has keyframes enough.
+    between_keyframes: bool,
 }
 
-/// Exact frames chosen by [`exact_targets`] around the keyframes among `known`, less those
-/// `known` already holds.
-fn denser(
+/// Adds to `known` up to `look.count` keyframes spread over the whole duration and, when the
+/// video has fewer than half that many keyframes (short clips, long GOPs) or the look asks for
+/// it, exact frames as far as `look.reach` allows. Frames already known are not decoded again.
+fn gather(
     source: &Source,
-    known: &Candidates,
-    count: usize,
+    mut known: Candidates,
+    look: Look,
     working: Resize,
     rotate: bool,
-    reach: Reach,
 ) -> Result<Candidates> {
-    let info = crate::probe(source)?;
-    let keyframes: Vec<u64> = if known.dense {
-        Vec::new()
-    } else {
-        known.frames.iter().map(|f| f.index).collect()
-    };
-    let mut targets = exact_targets(&keyframes, info.frame_count, count, reach);
-    // Frames already scored need no second decode (all of them, in a clip of keyframes only).
-    targets.retain(|t| !known.frames.iter().any(|f| f.index == *t));
+    let Look {
+        count,
+        reach,
+        between_keyframes,
+    } = look;
+    if !known.keyframes_all && count > known.keyframes_asked {
+        let batch = sample_frames(
+            source,
+            &SampleOptions::new(Sampling::Keyframes { max: count })
+                .seek(SeekMode::Fast)
+                .resize(Some(working))
+                .rotate(rotate),
+        )?;
+        known.keyframes_all = batch.len() < count;
+        known.keyframes_asked = count;
+        known.keyframes = batch.indices.clone();
+        known.add(&batch);
+    }
+    if !between_keyframes && known.keyframes.len() >= count.div_ceil(2) {
+        return Ok(known);
+    }
+    let frame_count = crate::probe(source)?.frame_count;
+    let mut targets = exact_targets(&known.keyframes, frame_count, count, reach);
+    targets.retain(|&t| !known.contains(t));
     if targets.is_empty() {
-        return Ok(Candidates {
-            width: known.width,
-            height: known.height,
-            frames: Vec::new(),
-            dense: true,
-        });
+        return Ok(known);
     }
     let batch = sample_frames(
         source,
@@ -304,7 +298,8 @@ fn denser(
             .resize(Some(working))
             .rotate(rotate),
     )?;
-    Ok(Candidates::from_batch(batch, true))
+    known.add(&batch);
+    Ok(known)
 }
 
 /// Frame indices to decode exactly: segment centres over the whole video (neither the first
