@@ -6,7 +6,7 @@ use candle_nn::Linear;
 
 use super::activate;
 use super::attention_softmax;
-use super::clip::{fused_linear, linear};
+use super::layers::{fused_linear, linear};
 use crate::config::TextConfig;
 use crate::weights::Scope;
 use crate::{Error, Result};

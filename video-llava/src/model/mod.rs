@@ -5,6 +5,7 @@
 //! [`VideoLlavaModel::new_cache`].
 
 mod clip;
+mod layers;
 mod llama;
 mod merge;
 mod projector;

@@ -4,7 +4,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
 use super::activate;
-use super::clip::linear;
+use super::layers::linear;
 use crate::config::{Activation, VideoLlavaConfig};
 use crate::weights::Scope;
 use crate::Result;
