@@ -5,8 +5,7 @@
 //! array's buffer, then reshape it (a view), so no output byte is copied either.
 
 use numpy::{
-    PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,
-    PyUntypedArrayMethods,
+    PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
@@ -42,24 +41,36 @@ pub fn contiguous<'py, T: numpy::Element>(
         return Err(new_err(
             py,
             Kind::InvalidRequest,
-            format!("{what} must be a numpy array of {dtype_name}, got {}", type_name(obj)),
+            format!(
+                "{what} must be a numpy array of {dtype_name}, got {}",
+                type_name(obj)
+            ),
         ));
     };
     let Ok(typed) = untyped.cast::<PyArrayDyn<T>>() else {
         return Err(new_err(
             py,
             Kind::InvalidRequest,
-            format!("{what} must have dtype {dtype_name}, got {}", untyped.dtype()),
+            format!(
+                "{what} must have dtype {dtype_name}, got {}",
+                untyped.dtype()
+            ),
         ));
     };
     let array = if typed.is_c_contiguous() {
         typed.clone()
     } else {
         let numpy = py.import("numpy")?;
-        numpy.call_method1("ascontiguousarray", (typed,))?.cast_into::<PyArrayDyn<T>>()?
+        numpy
+            .call_method1("ascontiguousarray", (typed,))?
+            .cast_into::<PyArrayDyn<T>>()?
     };
     let array = array.try_readonly().map_err(|e| {
-        new_err(py, Kind::InvalidRequest, format!("{what} cannot be read: {e}"))
+        new_err(
+            py,
+            Kind::InvalidRequest,
+            format!("{what} cannot be read: {e}"),
+        )
     })?;
     Ok(ArrayIn { array })
 }
@@ -115,24 +126,36 @@ pub fn token_ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
             return Err(new_err(
                 py,
                 Kind::InvalidRequest,
-                format!("{what} must be an integer array, got dtype {}", untyped.dtype()),
+                format!(
+                    "{what} must be an integer array, got dtype {}",
+                    untyped.dtype()
+                ),
             ));
         }
         let as_i64 = numpy.call_method1("ascontiguousarray", (untyped, "int64"))?;
-        contiguous::<i64>(&as_i64, what, "int64")?.as_slice().to_vec()
+        contiguous::<i64>(&as_i64, what, "int64")?
+            .as_slice()
+            .to_vec()
     } else {
         obj.extract::<Vec<i64>>().map_err(|_| {
             new_err(
                 py,
                 Kind::InvalidRequest,
-                format!("{what} must be a 1-D integer array or a list of ints, got {}", type_name(obj)),
+                format!(
+                    "{what} must be a 1-D integer array or a list of ints, got {}",
+                    type_name(obj)
+                ),
             )
         })?
     };
     wide.into_iter()
         .map(|id| {
             u32::try_from(id).map_err(|_| {
-                new_err(py, Kind::InvalidRequest, format!("{what}: token id {id} out of range"))
+                new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    format!("{what}: token id {id} out of range"),
+                )
             })
         })
         .collect()
@@ -149,5 +172,8 @@ pub fn owned_array<'py, T: numpy::Element>(
 
 /// The Python type name of `obj`, for messages.
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
 }

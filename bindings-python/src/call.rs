@@ -13,7 +13,8 @@ where
     T: Send,
     F: FnOnce() -> Result<T, Failure> + Send,
 {
-    py.detach(|| guarded(work)).map_err(|failure| failure.into_pyerr(py))
+    py.detach(|| guarded(work))
+        .map_err(|failure| failure.into_pyerr(py))
 }
 
 /// Runs `work`, turning a panic into [`Failure::Panic`] so it never reaches Python as a

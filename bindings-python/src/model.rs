@@ -4,10 +4,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use candle_core::DeviceLocation;
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use candle_core::DeviceLocation;
 use video_llava::{DType, Device, Tensor};
 
 use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
@@ -108,7 +108,11 @@ fn parse_device(py: Python<'_>, name: &str) -> PyResult<Device> {
     let lower = name.trim().to_ascii_lowercase();
     let ordinal = |rest: &str| -> PyResult<usize> {
         rest.parse::<usize>().map_err(|_| {
-            new_err(py, Kind::InvalidRequest, format!("bad device ordinal in {name:?}"))
+            new_err(
+                py,
+                Kind::InvalidRequest,
+                format!("bad device ordinal in {name:?}"),
+            )
         })
     };
     let device = match lower.as_str() {
@@ -172,7 +176,8 @@ fn device_name(device: &Device) -> String {
 
 /// Optional float32 pixels, borrowed from numpy.
 fn pixels<'py>(obj: Option<&Bound<'py, PyAny>>, what: &str) -> PyResult<Option<ArrayIn<'py, f32>>> {
-    obj.map(|o| contiguous::<f32>(o, what, "float32")).transpose()
+    obj.map(|o| contiguous::<f32>(o, what, "float32"))
+        .transpose()
 }
 
 /// Copies borrowed pixels into a CPU tensor (the model moves it to its device).
@@ -199,7 +204,11 @@ impl Interrupts {
         let threading = py.import("threading")?;
         let current = threading.call_method0("current_thread")?;
         let main = threading.call_method0("main_thread")?;
-        Ok(Self { on_main_thread: current.is(&main), last: Instant::now(), raised: None })
+        Ok(Self {
+            on_main_thread: current.is(&main),
+            last: Instant::now(),
+            raised: None,
+        })
     }
 
     /// Called between tokens (GIL released): `Break` once a handler raised.
@@ -241,17 +250,29 @@ impl PyVideoLlava {
         let source = if path_or_repo_id.cast::<PyString>().is_ok() {
             path_or_repo_id.extract::<String>()?
         } else {
-            path_or_repo_id.extract::<PathBuf>()?.to_string_lossy().into_owned()
+            path_or_repo_id
+                .extract::<PathBuf>()?
+                .to_string_lossy()
+                .into_owned()
         };
         let device_value = parse_device(py, device)?;
         let dtype_value = parse_dtype(py, dtype)?;
         let dir = source.clone();
         let load_device = device_value.clone();
         let inner = detached(py, move || {
-            Ok(video_llava::VideoLlava::from_pretrained(&dir, &load_device, dtype_value)?)
+            Ok(video_llava::VideoLlava::from_pretrained(
+                &dir,
+                &load_device,
+                dtype_value,
+            )?)
         })?;
         let device = device_name(&device_value);
-        Ok(Self { inner, source, device, dtype: dtype_name(dtype_value).into() })
+        Ok(Self {
+            inner,
+            source,
+            device,
+            dtype: dtype_name(dtype_value).into(),
+        })
     }
 
     /// The device the model runs on ("cpu", "cuda:0", "metal:0").
@@ -296,8 +317,20 @@ impl PyVideoLlava {
         sampling: &str,
     ) -> PyResult<PyGeneration> {
         let args = Args {
-            question, video, image, frames, history, num_frames, sampling, max_new_tokens,
-            temperature, top_p, top_k, repetition_penalty, seed, stop,
+            question,
+            video,
+            image,
+            frames,
+            history,
+            num_frames,
+            sampling,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            stop,
         };
         let (request, params) = args.build(py)?;
         let mut interrupts = Interrupts::new(py)?;
@@ -335,8 +368,20 @@ impl PyVideoLlava {
         sampling: &str,
     ) -> PyResult<PyTextStream> {
         let args = Args {
-            question, video, image, frames, history, num_frames, sampling, max_new_tokens,
-            temperature, top_p, top_k, repetition_penalty, seed, stop,
+            question,
+            video,
+            image,
+            frames,
+            history,
+            num_frames,
+            sampling,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            stop,
         };
         let (request, params) = args.build(py)?;
         Ok(PyTextStream::start(&self.inner, request, params)?)
@@ -383,7 +428,11 @@ impl PyVideoLlava {
     ) -> PyResult<Vec<u32>> {
         let ids = token_ids(input_ids, "input_ids")?;
         let max_new_tokens = usize::try_from(max_new_tokens).map_err(|_| {
-            new_err(py, Kind::InvalidRequest, format!("max_new_tokens must be >= 0, got {max_new_tokens}"))
+            new_err(
+                py,
+                Kind::InvalidRequest,
+                format!("max_new_tokens must be >= 0, got {max_new_tokens}"),
+            )
         })?;
         let videos = pixels(pixel_values_videos, "pixel_values_videos")?;
         let images = pixels(pixel_values_images, "pixel_values_images")?;
@@ -397,6 +446,9 @@ impl PyVideoLlava {
     }
 
     fn __repr__(&self) -> String {
-        format!("VideoLlava({:?}, device={:?}, dtype={:?})", self.source, self.device, self.dtype)
+        format!(
+            "VideoLlava({:?}, device={:?}, dtype={:?})",
+            self.source, self.device, self.dtype
+        )
     }
 }

@@ -23,7 +23,9 @@ pub fn preprocess_frames<'py>(
     let data = array.as_slice();
     // The numpy buffer is read in place while the GIL is released; `array` keeps it borrowed.
     let pixels = detached(py, || {
-        Ok(video_llava::preprocess::preprocess_frames(data, count, height, width)?)
+        Ok(video_llava::preprocess::preprocess_frames(
+            data, count, height, width,
+        )?)
     })?;
     owned_array(py, pixels, &[count, 3, SIDE, SIDE])
 }
@@ -37,7 +39,9 @@ pub fn preprocess_image<'py>(
     let (array, height, width) = rgb_image(image, "image")?;
     let data = array.as_slice();
     let pixels = detached(py, || {
-        Ok(video_llava::preprocess::preprocess_image(data, height, width)?)
+        Ok(video_llava::preprocess::preprocess_image(
+            data, height, width,
+        )?)
     })?;
     owned_array(py, pixels, &[3, SIDE, SIDE])
 }

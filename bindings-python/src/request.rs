@@ -36,7 +36,11 @@ impl Args<'_, '_> {
     pub fn build(&self, py: Python<'_>) -> PyResult<(Request, GenerationParams)> {
         let video = match (self.video, self.frames) {
             (Some(_), Some(_)) => {
-                return Err(new_err(py, Kind::InvalidRequest, "give either video or frames, not both"))
+                return Err(new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    "give either video or frames, not both",
+                ))
             }
             (Some(video), None) => Some(self.video_input(video)?),
             (None, Some(frames)) => Some(frames_input(frames, "frames")?),
@@ -53,10 +57,19 @@ impl Args<'_, '_> {
         let history = match self.history {
             None => Vec::new(),
             Some(h) => h.extract::<Vec<(String, String)>>().map_err(|_| {
-                new_err(py, Kind::InvalidRequest, "history must be a list of (question, answer) pairs of str")
+                new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    "history must be a list of (question, answer) pairs of str",
+                )
             })?,
         };
-        let request = Request { question: self.question.clone(), history, video, images };
+        let request = Request {
+            question: self.question.clone(),
+            history,
+            video,
+            images,
+        };
         Ok((request, self.params(py)?))
     }
 
@@ -68,7 +81,10 @@ impl Args<'_, '_> {
         if let Some(file) = FileArg::try_from_py(video)? {
             let n = frame_count(py, self.num_frames, "num_frames")?;
             let options = SampleOptions::new(parse_sampling(py, self.sampling, n)?);
-            return Ok(VideoInput::Source { source: file.into(), options });
+            return Ok(VideoInput::Source {
+                source: file.into(),
+                options,
+            });
         }
         if video.cast::<numpy::PyUntypedArray>().is_ok() {
             return frames_input(video, "video");
@@ -81,13 +97,21 @@ impl Args<'_, '_> {
 
     fn params(&self, py: Python<'_>) -> PyResult<GenerationParams> {
         let invalid = |what: &str, v: i64| {
-            new_err(py, Kind::InvalidRequest, format!("{what} must be >= 0, got {v}"))
+            new_err(
+                py,
+                Kind::InvalidRequest,
+                format!("{what} must be >= 0, got {v}"),
+            )
         };
         let stop = match self.stop {
             None => Vec::new(),
             Some(s) if s.cast::<PyString>().is_ok() => vec![s.extract::<String>()?],
             Some(s) => s.extract::<Vec<String>>().map_err(|_| {
-                new_err(py, Kind::InvalidRequest, "stop must be a str or a list of str")
+                new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    "stop must be a str or a list of str",
+                )
             })?,
         };
         Ok(GenerationParams {
@@ -111,13 +135,22 @@ impl Args<'_, '_> {
 
 fn frames_input(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<VideoInput> {
     let (array, count, height, width) = rgb_frames(obj, what)?;
-    Ok(VideoInput::Frames { data: array.as_slice().to_vec(), count, height, width })
+    Ok(VideoInput::Frames {
+        data: array.as_slice().to_vec(),
+        count,
+        height,
+        width,
+    })
 }
 
 fn image_input(obj: &Bound<'_, PyAny>) -> PyResult<ImageInput> {
     if obj.cast::<numpy::PyUntypedArray>().is_ok() {
         let (array, height, width) = rgb_image(obj, "image")?;
-        return Ok(ImageInput::Rgb { data: array.as_slice().to_vec(), height, width });
+        return Ok(ImageInput::Rgb {
+            data: array.as_slice().to_vec(),
+            height,
+            width,
+        });
     }
     match FileArg::try_from_py(obj)? {
         Some(FileArg::Path(p)) => Ok(ImageInput::Path(p)),

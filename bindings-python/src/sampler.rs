@@ -177,7 +177,11 @@ impl PyFrameBatch {
     fn __len__(&self) -> usize {
         self.indices.len()
     }
-    fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.frames.bind(py).as_any().get_item(key)
     }
     #[pyo3(signature = (dtype=None, copy=None))]
@@ -262,13 +266,22 @@ impl PyThumbnail {
 }
 
 fn non_negative(py: Python<'_>, value: i64, what: &str) -> PyResult<u64> {
-    u64::try_from(value)
-        .map_err(|_| new_err(py, Kind::InvalidRequest, format!("{what} must be >= 0, got {value}")))
+    u64::try_from(value).map_err(|_| {
+        new_err(
+            py,
+            Kind::InvalidRequest,
+            format!("{what} must be >= 0, got {value}"),
+        )
+    })
 }
 
 fn side(py: Python<'_>, value: i64, what: &str) -> PyResult<u32> {
     u32::try_from(value).map_err(|_| {
-        new_err(py, Kind::InvalidRequest, format!("{what} must be a pixel count >= 0, got {value}"))
+        new_err(
+            py,
+            Kind::InvalidRequest,
+            format!("{what} must be a pixel count >= 0, got {value}"),
+        )
     })
 }
 
@@ -280,7 +293,10 @@ fn parse_resize(obj: &Bound<'_, PyAny>) -> PyResult<Resize> {
         return Ok(Resize::ShortestSide(side(py, n, "resize")?));
     }
     if let Ok((w, h)) = obj.extract::<(i64, i64)>() {
-        return Ok(Resize::Exact { width: side(py, w, "resize width")?, height: side(py, h, "resize height")? });
+        return Ok(Resize::Exact {
+            width: side(py, w, "resize width")?,
+            height: side(py, h, "resize height")?,
+        });
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let get = |key: &str| -> PyResult<Option<i64>> {
@@ -289,7 +305,11 @@ fn parse_resize(obj: &Bound<'_, PyAny>) -> PyResult<Resize> {
         let keys: Vec<String> = d.keys().extract()?;
         let known = ["shortest_side", "max_side", "width", "height"];
         if let Some(bad) = keys.iter().find(|k| !known.contains(&k.as_str())) {
-            return Err(new_err(py, Kind::InvalidRequest, format!("resize: unknown key {bad:?}")));
+            return Err(new_err(
+                py,
+                Kind::InvalidRequest,
+                format!("resize: unknown key {bad:?}"),
+            ));
         }
         return match (get("shortest_side")?, get("max_side")?, get("width")?, get("height")?) {
             (Some(n), None, None, None) => Ok(Resize::ShortestSide(side(py, n, "shortest_side")?)),
@@ -307,7 +327,10 @@ fn parse_resize(obj: &Bound<'_, PyAny>) -> PyResult<Resize> {
     Err(new_err(
         py,
         Kind::InvalidRequest,
-        format!("resize must be an int, a (width, height) tuple or a dict, got {}", type_name(obj)),
+        format!(
+            "resize must be an int, a (width, height) tuple or a dict, got {}",
+            type_name(obj)
+        ),
     ))
 }
 
@@ -398,7 +421,9 @@ pub fn sample_frames(
     if let Some(max_bytes) = max_bytes {
         options.max_bytes = non_negative(py, max_bytes, "max_bytes")? as usize;
     }
-    let batch = detached(py, move || Ok(frame_sampler::sample_frames(&source, &options)?))?;
+    let batch = detached(py, move || {
+        Ok(frame_sampler::sample_frames(&source, &options)?)
+    })?;
     PyFrameBatch::new(py, batch)
 }
 
@@ -409,10 +434,22 @@ fn thumbnail_options(
     quality: i64,
     rotate: bool,
 ) -> PyResult<ThumbnailOptions> {
-    let format: ImageFormat = format.parse().map_err(|e| Failure::Sampler(e).into_pyerr(py))?;
-    let quality = u8::try_from(quality)
-        .map_err(|_| new_err(py, Kind::InvalidRequest, format!("quality must be 1-100, got {quality}")))?;
-    Ok(ThumbnailOptions { max_size: side(py, max_size, "max_size")?, format, quality, rotate })
+    let format: ImageFormat = format
+        .parse()
+        .map_err(|e| Failure::Sampler(e).into_pyerr(py))?;
+    let quality = u8::try_from(quality).map_err(|_| {
+        new_err(
+            py,
+            Kind::InvalidRequest,
+            format!("quality must be 1-100, got {quality}"),
+        )
+    })?;
+    Ok(ThumbnailOptions {
+        max_size: side(py, max_size, "max_size")?,
+        format,
+        quality,
+        rotate,
+    })
 }
 
 /// One representative frame of the whole video, encoded.
@@ -447,6 +484,11 @@ pub fn storyboard(
     let source = video_source(source)?;
     let options = thumbnail_options(py, max_size, format, quality, rotate)?;
     let n = frame_count(py, n, "n")?;
-    let thumbs = detached(py, move || Ok(frame_sampler::storyboard(&source, n, &options)?))?;
-    Ok(thumbs.into_iter().map(|t| PyThumbnail::new(py, t)).collect())
+    let thumbs = detached(py, move || {
+        Ok(frame_sampler::storyboard(&source, n, &options)?)
+    })?;
+    Ok(thumbs
+        .into_iter()
+        .map(|t| PyThumbnail::new(py, t))
+        .collect())
 }

@@ -28,7 +28,9 @@ impl FileArg {
         }
         if obj.cast::<PyMemoryView>().is_ok() {
             let bytes = obj.py().get_type::<PyBytes>().call1((obj,))?;
-            return Ok(Some(FileArg::Bytes(bytes.cast::<PyBytes>()?.as_bytes().to_vec())));
+            return Ok(Some(FileArg::Bytes(
+                bytes.cast::<PyBytes>()?.as_bytes().to_vec(),
+            )));
         }
         if obj.cast::<PyString>().is_ok() || obj.hasattr("__fspath__")? {
             return Ok(Some(FileArg::Path(obj.extract::<PathBuf>()?)));

@@ -38,12 +38,19 @@ impl PyTextStream {
     ) -> Result<Self, Failure> {
         let stream = guarded(|| Ok(model.stream(request, params)))?;
         let cancel = stream.cancel_token().clone();
-        Ok(Self { inner: Mutex::new(Some(stream)), cancel, generation: Mutex::new(None) })
+        Ok(Self {
+            inner: Mutex::new(Some(stream)),
+            cancel,
+            generation: Mutex::new(None),
+        })
     }
 
     /// Waits for the next step; runs without the GIL.
     fn step(&self) -> Result<Step, Failure> {
-        let mut slot = self.inner.lock().map_err(|_| Failure::Panic("stream lock poisoned".into()))?;
+        let mut slot = self
+            .inner
+            .lock()
+            .map_err(|_| Failure::Panic("stream lock poisoned".into()))?;
         let Some(stream) = slot.as_mut() else {
             return Ok(Step::End(None));
         };
@@ -99,7 +106,10 @@ impl PyTextStream {
     /// The finished generation (text, token ids, stop reason, timings); `None` until exhausted.
     #[getter]
     fn generation(&self, py: Python<'_>) -> Option<Py<PyGeneration>> {
-        self.generation.lock().ok().and_then(|g| g.as_ref().map(|g| g.clone_ref(py)))
+        self.generation
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|g| g.clone_ref(py)))
     }
 
     /// Stops the generation at its next token; the iterator then ends.
