@@ -243,6 +243,34 @@ fn frames_writes_the_images_and_an_index() {
         .map(|f| f["timestamp"].as_f64().unwrap())
         .collect();
     assert!(times.windows(2).all(|p| p[0] < p[1]), "{times:?}");
+
+    // Fast seeking lands on the keyframe at or before each target.
+    let fast_dir = tmp.path().join("fast");
+    let fast = run(&[
+        "frames",
+        video.to_str().unwrap(),
+        "--count",
+        "5",
+        "--sampling",
+        "linspace",
+        "--seek",
+        "fast",
+        "--out",
+        fast_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_ok(&fast);
+    let fast = json(&fast);
+    assert_eq!(fast["seek"], "fast");
+    let fast_frames = fast["frames"].as_array().unwrap();
+    assert_eq!(fast_frames.len(), 5);
+    for (f, exact) in fast_frames.iter().zip(frames) {
+        assert!(
+            f["index"].as_u64().unwrap() <= exact["index"].as_u64().unwrap(),
+            "{fast}"
+        );
+        assert!(fast_dir.join(f["file"].as_str().unwrap()).is_file());
+    }
 }
 
 #[test]
