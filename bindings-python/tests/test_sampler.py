@@ -112,6 +112,15 @@ def test_fast_seek_returns_keyframes(videos):
     assert batch.indices == [0, 250]
 
 
+def test_keyframes_sampling(videos):
+    batch = vl.sample_frames(videos / LONGGOP, 4, sampling="keyframes")
+    # GOP 250 over 300 frames: the keyframes are 0 and 250.
+    assert batch.indices == [0, 250]
+    assert np.array_equal(
+        batch.frames[1], vl.sample_frames(videos / LONGGOP, indices=[250]).frames[0]
+    )
+
+
 def test_thumbnail_and_storyboard(videos):
     path = videos / "h264_720p.mp4"
     thumb = vl.thumbnail(path, max_size=320)
@@ -123,6 +132,8 @@ def test_thumbnail_and_storyboard(videos):
     png = vl.thumbnail(path.read_bytes(), max_size=64, format="png")
     assert png.data[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Thumbnail(" in repr(png)
+    webp = vl.thumbnail(path, max_size=64, format="webp")
+    assert webp.data[:4] == b"RIFF" and webp.data[8:12] == b"WEBP" and webp.format == "webp"
     board = vl.storyboard(path, 4, max_size=160)
     assert len(board) == 4
     stamps = [t.timestamp for t in board]
