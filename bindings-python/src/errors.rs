@@ -120,17 +120,15 @@ pub fn new_err(py: Python<'_>, kind: Kind, message: impl Into<String>) -> PyErr 
     match class(py, kind) {
         Ok(ty) if matches!(kind, Kind::NotFound | Kind::ModelNotFound) => {
             // OSError's (errno, strerror) form fills `.errno` and `.strerror` like the builtin does.
-            PyErr::from_type(ty, (libc_enoent(), message))
+            PyErr::from_type(ty, (ENOENT, message))
         }
         Ok(ty) => PyErr::from_type(ty, message),
         Err(e) => e,
     }
 }
 
-const fn libc_enoent() -> i32 {
-    // ENOENT is 2 on every platform CPython supports.
-    2
-}
+/// `errno.ENOENT`, 2 on every platform CPython supports.
+const ENOENT: i32 = 2;
 
 /// Why a call into the engine failed, before it becomes a Python exception.
 ///

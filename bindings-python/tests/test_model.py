@@ -220,3 +220,25 @@ def test_auto_device_and_pathlike(model, golden):
     if auto.device == "cpu":
         ids = tensors["text.input_ids"]
         assert np.array_equal(auto.logits(ids), model.logits(ids))
+
+
+def test_request_prompts_match_processor_lengths(model, golden, bikes):
+    meta, _ = golden
+    length = {c["name"]: c["input_len"] for c in meta["cases"]}
+    frames = vl.sample_frames(bikes, NUM_FRAMES).frames
+    image = frames[0]
+    kw = dict(max_new_tokens=1)
+    assert (
+        model.generate("Why is this video funny?", frames=frames, **kw).prompt_tokens
+        == length["video"]
+    )
+    assert model.generate("What is shown?", image=image, **kw).prompt_tokens == length["image"]
+    two = model.generate("What differs between the two pictures?", image=[image, frames[1]], **kw)
+    assert two.prompt_tokens == length["two_images"]
+    turn = model.generate(
+        "What colour is it?",
+        frames=frames,
+        history=[("What happens?", "A man rides a bike.")],
+        **kw,
+    )
+    assert turn.prompt_tokens == length["multi_turn"]
