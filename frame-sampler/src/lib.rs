@@ -53,7 +53,10 @@ pub fn sample_frames(source: &Source, options: &SampleOptions) -> Result<FrameBa
 }
 
 /// Like [`sample_frames`], also reporting how much decoding it took (for benchmarks and tests).
-pub fn sample_frames_with_stats(source: &Source, options: &SampleOptions) -> Result<(FrameBatch, SampleStats)> {
+pub fn sample_frames_with_stats(
+    source: &Source,
+    options: &SampleOptions,
+) -> Result<(FrameBatch, SampleStats)> {
     sample::sample(source, options)
 }
 
@@ -77,8 +80,8 @@ pub fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnai
 /// The timeline is cut into `n` equal segments and each gives its most representative frame
 /// that is neither black, blank, blurry nor a near-copy of the previous pick; segments with no
 /// such frame (a black section) are made up for by good frames from elsewhere. Timestamps are
-/// distinct and strictly increasing. Fewer than `n` frames come back only when `3 n` evenly
-/// spread times land on fewer than `n` distinct frames (a video shorter than `n` frames).
+/// distinct and strictly increasing. Fewer than `n` frames come back only when the video has
+/// fewer than `n` frames.
 ///
 /// Errors: [`Error::InvalidRequest`] for `n` 0, otherwise as [`thumbnail`].
 pub fn storyboard(source: &Source, n: usize, options: &ThumbnailOptions) -> Result<Vec<Thumbnail>> {
