@@ -1,5 +1,6 @@
 //! `video-llava storyboard PATH [--count N] [--out FILE]`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +42,9 @@ pub fn run(args: StoryboardArgs) -> Result<ExitCode, Failure> {
     }
     let sheet = contact_sheet::compose(&tiles);
     image_files::write(&out, &sheet)?;
-    println!(
+    // A closed pipe is not worth a failure: the image is written.
+    let _ = writeln!(
+        std::io::stdout(),
         "{} ({} frames, {}x{})",
         out.display(),
         tiles.len(),

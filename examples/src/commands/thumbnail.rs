@@ -1,5 +1,6 @@
 //! `video-llava thumbnail PATH [--out FILE] [--max-size N]`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,7 +25,9 @@ pub fn run(args: ThumbnailArgs) -> Result<ExitCode, Failure> {
     let thumb = frame_sampler::thumbnail(&Source::from(args.path.as_path()), &options)
         .map_err(|e| Failure::from_video(&name, &e))?;
     image_files::write_bytes(&out, &thumb.data)?;
-    println!(
+    // A closed pipe is not worth a failure: the image is written.
+    let _ = writeln!(
+        std::io::stdout(),
         "{} ({}x{}, frame at {:.3} s)",
         out.display(),
         thumb.width,
