@@ -204,6 +204,35 @@ struct Inner {
 }
 
 /// A loaded Video-LLaVA checkpoint. Cheap to clone (shared weights); `Send + Sync`.
+///
+/// ```no_run
+/// use std::ops::ControlFlow;
+/// use video_llava::{DType, Device, GenerationParams, Request, VideoInput, VideoLlava};
+///
+/// # fn main() -> video_llava::Result<()> {
+/// let model = VideoLlava::from_pretrained("LanguageBind/Video-LLaVA-7B-hf", &Device::Cpu, DType::F32)?;
+/// let frames = vec![0u8; 8 * 240 * 320 * 3]; // 8 RGB8 frames, e.g. from frame-sampler
+/// let request = Request::new("What happens in this video?").with_video(VideoInput::Frames {
+///     data: frames,
+///     count: 8,
+///     height: 240,
+///     width: 320,
+/// });
+/// let params = GenerationParams { max_new_tokens: 64, ..GenerationParams::default() };
+/// let answer = model.generate(&request, &params, None, &mut |piece| {
+///     print!("{piece}");
+///     ControlFlow::Continue(())
+/// })?;
+/// println!("\n{} tokens, {:?}", answer.token_ids.len(), answer.stop_reason);
+///
+/// // The same as an iterator running on a background thread.
+/// let mut stream = model.stream(request, params);
+/// for piece in stream.by_ref() {
+///     print!("{}", piece?);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct VideoLlava {
     inner: Arc<Inner>,
@@ -751,5 +780,57 @@ impl Iterator for TextStream {
 impl Drop for TextStream {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<VideoLlava>();
+        send::<TextStream>();
+        send::<Request>();
+        send::<Generation>();
+    }
+
+    #[test]
+    fn request_builders_fill_the_template() {
+        let request = Request::new("Compare them.")
+            .with_image(ImageInput::Encoded(Vec::new()))
+            .with_video(VideoInput::Frames {
+                data: Vec::new(),
+                count: 0,
+                height: 0,
+                width: 0,
+            });
+        assert_eq!(
+            request.prompt_text(),
+            "USER: <image>\n<video>\nCompare them. ASSISTANT:"
+        );
+        let request = Request::new("And then?").with_turn("What happens?", "A crash.");
+        assert_eq!(
+            request.prompt_text(),
+            "USER: What happens? ASSISTANT: A crash. USER: And then? ASSISTANT:"
+        );
+    }
+
+    #[test]
+    fn tokens_per_second_skips_the_prefill_token() {
+        let generation = Generation {
+            text: String::new(),
+            token_ids: vec![1; 11],
+            prompt_tokens: 5,
+            stop_reason: StopReason::MaxTokens,
+            timings: Timings {
+                decode: Duration::from_secs(2),
+                ..Timings::default()
+            },
+        };
+        assert_eq!(generation.tokens_per_second(), 5.0);
+        assert_eq!(generation.timings.total(), Duration::from_secs(2));
     }
 }
