@@ -578,11 +578,9 @@ impl VideoLlava {
         };
         if stop_reason != StopReason::StopString {
             if let Some(piece) = output.finish()? {
-                // The caller already has its answer when it asked to stop; the tail still
-                // goes into the returned text.
-                if stop_reason != StopReason::Cancelled {
-                    let _ = on_piece(&piece);
-                }
+                // Held-back text (an incomplete character, a would-be stop string) goes out
+                // even after a cancel, so the pieces always add up to the returned text.
+                let _ = on_piece(&piece);
             }
         }
         timings.decode = start.elapsed();
