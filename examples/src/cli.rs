@@ -69,7 +69,7 @@ pub struct AnalyzeArgs {
     /// Seed for sampling (only matters with --temperature > 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write each video's thumbnail to DIR/<file stem>.jpg.
+    /// Write each video's thumbnail to DIR/<file stem>.jpg (a later video with the same stem replaces it).
     #[arg(long, value_name = "DIR")]
     pub thumbnails: Option<PathBuf>,
     /// Print one JSON document (for a single video) instead of streaming text.
