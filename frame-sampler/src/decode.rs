@@ -72,6 +72,10 @@ pub(crate) struct Session<'a> {
     decode_errors: u64,
     /// Consecutive times the decoder refused a packet (EAGAIN).
     refusals: u32,
+    /// Exact mode: send EOF right after the packet at this decode position.
+    drain_at: Option<usize>,
+    /// EOF was sent because of `drain_at`, not because the data ended.
+    drained_early: bool,
     pub stats: SampleStats,
 }
 
@@ -151,6 +155,8 @@ impl<'a> Session<'a> {
             byte_seek,
             decode_errors: 0,
             refusals: 0,
+            drain_at: None,
+            drained_early: false,
             stats: SampleStats::default(),
         })
     }
@@ -252,6 +258,7 @@ impl<'a> Session<'a> {
     fn flush(&mut self) {
         self.decoder.flush();
         self.draining = false;
+        self.drained_early = false;
         self.pending = None;
     }
 
@@ -346,6 +353,7 @@ impl<'a> Session<'a> {
             let mut k = index.keyframe_for(tpts).unwrap_or(0);
             let mut force_seek = false;
             let mut retries = 0;
+            let mut allow_early_drain = true;
             loop {
                 // Keep decoding forward when the keyframe we need was already sent; otherwise
                 // jumping to it skips everything in between.
@@ -355,6 +363,24 @@ impl<'a> Session<'a> {
                     start = k;
                     next_send = Some(k);
                 }
+                // When the next target will need a seek anyway (or there is none), nothing after
+                // this target's packet is worth decoding: drain the decoder right after sending
+                // it instead of feeding the packets its reorder delay and frame threads would
+                // otherwise wait for.
+                let pos_t = index.by_pts.get(&tpts).copied();
+                let next_target = targets[ti + 1..]
+                    .iter()
+                    .map(|&t| order[t as usize])
+                    .find(|p| !got.contains(p));
+                let next_needs_seek = match next_target {
+                    None => true,
+                    Some(p) => index.keyframe_for(p).unwrap_or(0) > pos_t.unwrap_or(usize::MAX),
+                };
+                self.drain_at = if next_needs_seek && allow_early_drain {
+                    pos_t
+                } else {
+                    None
+                };
                 match self.run_until(
                     index,
                     tpts,
@@ -377,6 +403,13 @@ impl<'a> Session<'a> {
                         return Err(
                             self.decode_error(Some(t), "the decoder did not produce this frame")
                         );
+                    }
+                    Outcome::Eof if self.drained_early => {
+                        // Drained right after the target's packet and it did not come out (a
+                        // truncated last packet, say): redo this target the plain way, where
+                        // the usual missing/clamp and retry rules apply.
+                        allow_early_drain = false;
+                        force_seek = true;
                     }
                     Outcome::Eof => {
                         // Decoding ran to the end from before this target, so every later target
@@ -441,6 +474,11 @@ impl<'a> Session<'a> {
                     if self.send(packet, skippable)? {
                         if let Some(d) = pos {
                             *next_send = Some(d + 1);
+                            if self.drain_at == Some(d) {
+                                let _ = self.decoder.send_eof();
+                                self.draining = true;
+                                self.drained_early = true;
+                            }
                         }
                     }
                 }
