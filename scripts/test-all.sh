@@ -10,6 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
 bash scripts/setup-system.sh
+export PATH="$HOME/.cargo/bin:$PATH"
 
 step "test data"
 bash scripts/make-test-data.sh
