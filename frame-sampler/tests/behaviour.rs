@@ -86,7 +86,7 @@ fn rotation_comes_from_the_display_matrix() {
         }
     }
     // And it matches the ffmpeg CLI's autorotated decode (which rotates before converting to RGB).
-    let reference = ffmpeg_frames(&path, 180, 320, true);
+    let reference = ffmpeg_frames(&path, 180, 320, true, None);
     for (i, &idx) in upright.indices.iter().enumerate() {
         let d = mean_diff(upright.frame(i), &reference.frames[idx as usize]);
         assert!(
@@ -152,7 +152,7 @@ fn resize_shapes() {
 fn fast_returns_keyframes() {
     let path = video("h264_bframes_longgop.mp4");
     let source = Source::from(path.as_path());
-    let reference = ffmpeg_frames(&path, 320, 240, false);
+    let reference = ffmpeg_frames(&path, 320, 240, false, None);
     let (batch, stats) = sample_frames_with_stats(
         &source,
         &opts(Sampling::Indices(vec![10, 249, 250, 299, 0])).seek(SeekMode::Fast),
@@ -389,7 +389,7 @@ fn frame_size_limit() {
 fn duplicates_and_order_are_kept() {
     let path = video("h264_opengop.mp4");
     let source = Source::from(path.as_path());
-    let reference = ffmpeg_frames(&path, 320, 240, false);
+    let reference = ffmpeg_frames(&path, 320, 240, false, None);
     let want = vec![200, 3, 200, 57, 58, 59, 60, 0, 3];
     let b = sample_frames(&source, &opts(Sampling::Indices(want.clone())).threads(1)).unwrap();
     assert_eq!(b.indices, want);

