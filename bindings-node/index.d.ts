@@ -27,7 +27,11 @@ declare global {
  * @see https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Iteration_protocols#the_async_iterator_and_async_iterable_protocols
  */
 export declare class TokenStream {
-
+  /**
+   * The whole generation (text, token ids, stop reason, timings) once the loop has run to the
+   * end; `null` before that, or when the stream failed or was left early.
+   */
+  get result(): Generation | null
   [globalThis.Symbol.asyncIterator](): globalThis.__NapiRsAsyncGenerator<TokenStream, Piece, void, undefined>
 }
 

@@ -15,7 +15,7 @@ use napi_derive::napi;
 use video_llava::{CancelToken, Generation as RsGeneration, VideoLlava as RsVideoLlava};
 
 use crate::error::JsFailure;
-use crate::model::run_generation;
+use crate::model::{run_generation, Generation};
 use crate::request::{Call, Prepared};
 
 /// What TypeScript sees of [`Piece`]: the stream's item type is named `Piece` in the generated
@@ -70,6 +70,8 @@ pub struct TokenStream {
     pending: Option<Pending>,
     events: Arc<Mutex<mpsc::UnboundedReceiver<Event>>>,
     cancel: CancelToken,
+    /// The whole generation, once the stream has ended normally.
+    finished: Arc<std::sync::Mutex<Option<RsGeneration>>>,
 }
 
 impl TokenStream {
@@ -90,6 +92,7 @@ impl TokenStream {
             }),
             events: Arc::new(Mutex::new(receiver)),
             cancel: call.cancel,
+            finished: Arc::default(),
         }
     }
 
@@ -129,6 +132,17 @@ impl TokenStream {
     }
 }
 
+#[napi]
+impl TokenStream {
+    /// The whole generation (text, token ids, stop reason, timings) once the loop has run to the
+    /// end; `null` before that, or when the stream failed or was left early.
+    #[napi(getter)]
+    pub fn result(&self) -> Option<Generation> {
+        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        finished.clone().map(Generation::from)
+    }
+}
+
 impl Drop for TokenStream {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -147,14 +161,17 @@ impl AsyncGenerator for TokenStream {
     ) -> impl Future<Output = napi::Result<Option<Piece>>> + Send + 'static {
         self.start();
         let events = Arc::clone(&self.events);
+        let finished = Arc::clone(&self.finished);
         async move {
             let mut events = events.lock().await;
             Ok(match events.recv().await {
                 Some(Event::Piece(text)) => Some(Piece::Text(text)),
-                Some(Event::Done(Ok(_))) | None => {
+                Some(Event::Done(Ok(generation))) => {
                     events.close();
+                    *finished.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation);
                     None
                 }
+                None => None,
                 Some(Event::Done(Err(failure))) => {
                     events.close();
                     Some(Piece::Failed(failure))

@@ -256,12 +256,17 @@ describe('stream', () => {
     const request = { prompt: 'Why is this video funny?', video: BIKES, maxNewTokens: 12 }
     const out = await model.generate(request)
     const pieces = []
-    for await (const piece of model.stream(request)) {
+    const stream = model.stream(request)
+    assert.equal(stream.result, null)
+    for await (const piece of stream) {
       assert.equal(typeof piece, 'string')
       pieces.push(piece)
     }
     assert.ok(pieces.length > 1)
     assert.equal(pieces.join(''), out.text)
+    assert.deepEqual(stream.result.tokenIds, out.tokenIds)
+    assert.equal(stream.result.text, out.text)
+    assert.equal(stream.result.stopReason, out.stopReason)
   })
 
   it('leaving the loop early stops the stream; the model keeps working', async () => {

@@ -79,6 +79,7 @@ async function main(): Promise<void> {
     const text: string = piece
     process.stdout.write(text)
   }
+  const streamed: Generation | null = stream.result
 
   const ids: number[] = await model.tokenize('USER: <video>\nWhy? ASSISTANT:', 8)
   const generated: number[] = await model.generateIds(Uint32Array.from(ids), {
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     await probe('missing.mp4')
   } catch (err) {
     const code = (err as Error & { code?: string }).code
-    console.log(code, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits)
+    console.log(code, streamed, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits)
   }
 }
 
