@@ -23,6 +23,15 @@
 //!   count was larger than the frames the file holds, or frames listed in the index failed to
 //!   decode at the end of the file.
 //! - A timestamp past the end of the last frame is an [`Error::InvalidRequest`].
+//! - [`SeekMode::Exact`] reads the packets once without decoding (an index: exact frame count,
+//!   pts of every frame, keyframes), then decodes from the keyframe at or before each target
+//!   (by pts, so open GOPs' leading frames get the GOP they need), forward only as far as the
+//!   target, letting H.264/HEVC decoders drop pictures nothing references on the way. Streams
+//!   whose timestamps are missing or duplicated (MPEG-4 part 2 in AVI) are decoded sequentially
+//!   from the start and counted instead. [`sample_frames_with_stats`] reports the work done.
+//! - Memory: a request whose output (`N x H x W x 3`) exceeds [`SampleOptions::max_bytes`] is
+//!   refused with [`Error::TooLarge`] before anything is decoded, and so are frames larger than
+//!   [`MAX_FRAME_SIDE`] / [`MAX_FRAME_PIXELS`] unless a [`Resize`] is requested.
 
 mod convert;
 mod decode;
