@@ -19,6 +19,14 @@ describe('module loading', () => {
     const cjs = require('video-llava')
     for (const name of API) assert.equal(esm[name], cjs[name], name)
     assert.equal(esm.default, cjs)
+    // Every export the generated index.d.ts declares is there at run time, in both module systems.
+    const dts = require('node:fs').readFileSync(path.resolve(__dirname, '..', 'index.d.ts'), 'utf8')
+    const declared = [...dts.matchAll(/^export declare (?:function|class|const) (\w+)/gm)].map((m) => m[1])
+    assert.ok(declared.length >= API.length + 1, `declared: ${declared}`)
+    for (const name of declared) {
+      assert.notEqual(cjs[name], undefined, `require: ${name}`)
+      assert.notEqual(esm[name], undefined, `import: ${name}`)
+    }
   })
 
   it('VideoLlava cannot be constructed directly (use fromPretrained)', () => {
