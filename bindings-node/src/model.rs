@@ -10,6 +10,7 @@ use video_llava::{
 };
 
 use crate::args;
+use crate::cancel::TeardownGuard;
 use crate::error::{guarded, JsFailure};
 use crate::on_token::PieceSink;
 use crate::request::{Call, Prepared};
@@ -206,6 +207,7 @@ pub struct GenerateTask {
     /// Kept after `compute` so `resolve` can tell an abort and a throwing `onToken` apart.
     cancel: CancelToken,
     sink: Option<PieceSink>,
+    teardown: TeardownGuard,
 }
 
 #[napi]
@@ -227,6 +229,11 @@ impl Task for GenerateTask {
                 |_| (),
             )
         }))
+    }
+
+    fn finally(self, env: Env) -> napi::Result<()> {
+        self.teardown.release(&env);
+        Ok(())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
@@ -425,14 +432,16 @@ impl VideoLlava {
     /// Answers a question about a video and/or images. `onToken` receives the text as it is
     /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
     #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
-    pub fn generate(&self, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
+    pub fn generate(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
         let call = Call::from_arg(options);
         let cancel = call.cancel.clone();
+        let teardown = TeardownGuard::new(&env, &cancel);
         AsyncTask::new(GenerateTask {
             model: self.inner.clone(),
             call: Some(call),
             cancel,
             sink: None,
+            teardown,
         })
     }
 

@@ -323,6 +323,40 @@ describe('loading', () => {
 })
 
 describe('process lifetime', () => {
+  it('terminating a worker thread mid-generation stops its work and leaves the process running', () => {
+    // Each generation alone would run for seconds (thousands of tokens); once the worker is gone
+    // the engine must stop (its cancel token is set at environment teardown) and nothing crash.
+    const script = `
+      const { Worker } = require('node:worker_threads')
+      const worker = new Worker(\`
+        const { parentPort } = require('node:worker_threads')
+        const { VideoLlava } = require(\${JSON.stringify(${JSON.stringify(packageDir)})})
+        VideoLlava.fromPretrained(\${JSON.stringify(${JSON.stringify(tinyModelDir)})}).then(async (model) => {
+          let n = 0
+          const onToken = () => { if (++n === 5) parentPort.postMessage('started') }
+          const withCallback = model.generate({ prompt: 'Say hello.', maxNewTokens: 4000, onToken })
+          const plain = model.generate({ prompt: 'Say hello.', maxNewTokens: 4000 })
+          ;(async () => { for await (const _ of model.stream({ prompt: 'Say hello.', maxNewTokens: 4000 })) {} })()
+          await Promise.all([withCallback, plain])
+        })
+      \`, { eval: true })
+      worker.on('message', async () => {
+        await worker.terminate()
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        const before = process.cpuUsage()
+        setTimeout(() => {
+          const used = process.cpuUsage(before)
+          console.log(JSON.stringify({ cpuMs: (used.user + used.system) / 1000 }))
+        }, 1000)
+      })
+    `
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(child.signal, null, `killed: ${child.stderr}`)
+    assert.equal(child.status, 0, child.stderr)
+    const { cpuMs } = JSON.parse(child.stdout)
+    assert.ok(cpuMs < 300, `${cpuMs} ms of CPU in the second after the worker ended: generations still running`)
+  })
+
   it('onToken and streams never keep the process alive after the work ends', () => {
     const script = `
       const { VideoLlava } = require(${JSON.stringify(packageDir)})
