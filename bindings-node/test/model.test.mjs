@@ -237,9 +237,20 @@ describe('generate', () => {
     }
   })
 
-  it('a bad or missing video rejects with the frame sampler code', async () => {
+  it('a bad or missing video or image rejects with its code', async () => {
     await assert.rejects(model.generate({ prompt: 'Hi', video: video('bad_random.mp4') }), { code: 'ERR_VIDEO_OPEN' })
     await assert.rejects(model.generate({ prompt: 'Hi', video: '/nonexistent/clip.mp4' }), { code: 'ENOENT' })
+    await assert.rejects(model.generate({ prompt: 'Hi', image: '/nonexistent/frame.png' }), {
+      code: 'ENOENT',
+      path: '/nonexistent/frame.png',
+    })
+    await assert.rejects(model.generate({ prompt: 'Hi', image: Buffer.from('not an image') }), { code: 'ERR_IMAGE_DECODE' })
+  })
+
+  it('requests the engine refuses reject with ERR_INVALID_ARGUMENT', async () => {
+    await assert.rejects(model.generate({ prompt: '' }), { code: 'ERR_INVALID_ARGUMENT' })
+    // A <video> placeholder without a video.
+    await assert.rejects(model.generate({ prompt: '<video>\nWhat happens?' }), { code: 'ERR_INVALID_ARGUMENT' })
   })
 
   it('a prompt that does not fit the context rejects with ERR_PROMPT_TOO_LONG', async () => {
