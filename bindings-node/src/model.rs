@@ -203,10 +203,13 @@ impl Task for LoadTask {
 /// The promise of [`VideoLlava::generate`].
 pub struct GenerateTask {
     model: RsVideoLlava,
+    /// Taken by the one `compute`.
     call: Option<Call>,
-    /// Kept after `compute` so `resolve` can tell an abort and a throwing `onToken` apart.
+    /// Set by the caller's `AbortSignal` or the environment's teardown.
     cancel: CancelToken,
+    /// Moved here from the call by `compute`, so `resolve` (main thread) can see what `onToken` threw.
     sink: Option<PieceSink>,
+    /// Removed once the promise has settled.
     teardown: TeardownGuard,
 }
 
