@@ -2,47 +2,90 @@
 //!
 //! `AsyncTask::with_signal` alone can only drop work that has not started; a generation that is
 //! already running must be told to stop, which is what the engine's token does (it is checked
-//! before every token). So the abort sets the token, and the task rejects with an `AbortError`
-//! when it sees the token set.
+//! before every token). So an `abort` listener sets the token, and the call rejects with an
+//! `AbortError` when it sees the token set. The listener is added with `addEventListener` (the
+//! caller's own `onabort` stays theirs) and removed when the call settles, so a long-lived signal
+//! shared by many calls does not collect listeners.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use napi::bindgen_prelude::{AbortSignal, FromNapiValue, Object, TypeName, ValidateNapiValue};
+use napi::bindgen_prelude::{
+    FnArgs, FromNapiValue, Function, FunctionRef, JsObjectValue, Object, ObjectRef, TypeName,
+    Unknown, ValidateNapiValue,
+};
 use napi::{sys, CleanupEnvHook, Env, ValueType};
 use video_llava::CancelToken;
 
-/// An `AbortSignal`, with whether it had already fired when the call was made (an abort event
-/// that has already happened never fires again).
+/// An `AbortSignal` option: the token its abort sets, and the listener to remove afterwards.
 pub struct Signal {
-    already_aborted: bool,
-    inner: AbortSignal,
+    token: CancelToken,
+    listener: Option<AbortListener>,
 }
 
 impl Signal {
-    /// A token that is cancelled now if the signal already fired, or when it fires.
-    pub fn token(self) -> CancelToken {
-        let token = CancelToken::new();
-        if self.already_aborted {
-            token.cancel();
+    /// The token (already cancelled if the signal had fired) and the listener to remove when the
+    /// call settles (none when it had fired: an abort event never comes twice).
+    pub fn into_parts(self) -> (CancelToken, Option<AbortListener>) {
+        (self.token, self.listener)
+    }
+}
+
+/// An `abort` listener on a caller's signal, kept so it can be removed (main thread only).
+pub struct AbortListener {
+    signal: ObjectRef<false>,
+    callback: FunctionRef<(), ()>,
+}
+
+type EventListenerMethod<'env> =
+    Function<'env, FnArgs<(&'static str, Function<'env, (), ()>)>, Unknown<'env>>;
+
+impl AbortListener {
+    /// Removes the listener and lets go of the signal (main thread).
+    pub fn remove(self, env: &Env) {
+        if let (Ok(signal), Ok(callback)) =
+            (self.signal.get_value(env), self.callback.borrow_back(env))
+        {
+            if let Ok(remove) =
+                signal.get_named_property::<EventListenerMethod>("removeEventListener")
+            {
+                let _ = remove.apply(signal, FnArgs::from(("abort", callback)));
+            }
         }
-        let on_abort = token.clone();
-        self.inner.on_abort(move || on_abort.cancel());
-        token
+        let _ = self.signal.unref(env);
     }
 }
 
 impl FromNapiValue for Signal {
     unsafe fn from_napi_value(env: sys::napi_env, napi_val: sys::napi_value) -> napi::Result<Self> {
         // SAFETY: the caller's contract (a valid env and value) is passed on unchanged.
-        let object = unsafe { Object::from_napi_value(env, napi_val) }?;
-        let already_aborted = object.get::<bool>("aborted")?.unwrap_or(false);
-        // SAFETY: as above.
-        let inner = unsafe { AbortSignal::from_napi_value(env, napi_val) }?;
+        let signal = unsafe { Object::from_napi_value(env, napi_val) }?;
+        let token = CancelToken::new();
+        if signal.get::<bool>("aborted")?.unwrap_or(false) {
+            token.cancel();
+            return Ok(Self {
+                token,
+                listener: None,
+            });
+        }
+        let on_abort = token.clone();
+        let env = Env::from_raw(env);
+        let callback = env.create_function_from_closure::<(), (), _>("onAbort", move |_| {
+            on_abort.cancel();
+            Ok(())
+        })?;
+        let add = signal
+            .get_named_property::<EventListenerMethod>("addEventListener")
+            .map_err(|_| napi::Error::from_reason("signal must be an AbortSignal"))?;
+        add.apply(signal, FnArgs::from(("abort", callback)))?;
+        let listener = AbortListener {
+            signal: signal.create_ref()?,
+            callback: callback.create_ref()?,
+        };
         Ok(Self {
-            already_aborted,
-            inner,
+            token,
+            listener: Some(listener),
         })
     }
 }

@@ -10,7 +10,7 @@ use video_llava::{
 };
 
 use crate::args;
-use crate::cancel::TeardownGuard;
+use crate::cancel::{AbortListener, TeardownGuard};
 use crate::error::{guarded, JsFailure};
 use crate::on_token::PieceSink;
 use crate::request::{Call, Prepared};
@@ -211,6 +211,8 @@ pub struct GenerateTask {
     sink: Option<PieceSink>,
     /// Removed once the promise has settled.
     teardown: TeardownGuard,
+    /// The `abort` listener on the caller's signal, removed once the promise has settled.
+    listener: Option<AbortListener>,
 }
 
 #[napi]
@@ -236,6 +238,9 @@ impl Task for GenerateTask {
 
     fn finally(self, env: Env) -> napi::Result<()> {
         self.teardown.release(&env);
+        if let Some(listener) = self.listener {
+            listener.remove(&env);
+        }
         Ok(())
     }
 
@@ -436,15 +441,17 @@ impl VideoLlava {
     /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
     #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
     pub fn generate(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
-        let call = Call::from_arg(options);
+        let mut call = Call::from_arg(options);
         let cancel = call.cancel.clone();
         let teardown = TeardownGuard::new(&env, &cancel);
+        let listener = call.listener.take();
         AsyncTask::new(GenerateTask {
             model: self.inner.clone(),
             call: Some(call),
             cancel,
             sink: None,
             teardown,
+            listener,
         })
     }
 

@@ -5,7 +5,7 @@ use napi_derive::napi;
 use video_llava::{CancelToken, GenerationParams, ImageInput, Request, VideoInput};
 
 use crate::args;
-use crate::cancel::Signal;
+use crate::cancel::{AbortListener, Signal};
 use crate::error::JsFailure;
 use crate::frames::SampleFramesOptions;
 use crate::on_token::{OnTokenFn, PieceSink};
@@ -106,6 +106,8 @@ pub struct Call {
     pub prepared: Result<Prepared, JsFailure>,
     /// Set when the caller's `AbortSignal` fires.
     pub cancel: CancelToken,
+    /// The listener on that signal, to remove once the call has settled.
+    pub listener: Option<AbortListener>,
     /// Where pieces go, if the caller passed `onToken`.
     pub sink: Option<PieceSink>,
 }
@@ -118,6 +120,7 @@ impl Call {
             Err(failure) => Call {
                 prepared: Err(failure),
                 cancel: CancelToken::new(),
+                listener: None,
                 sink: None,
             },
         }
@@ -127,7 +130,10 @@ impl Call {
 impl GenerateOptions {
     /// Splits the options into the engine's request and the JS-bound parts (main thread).
     pub fn into_call(self) -> Call {
-        let cancel = self.signal.map(Signal::token).unwrap_or_default();
+        let (cancel, listener) = match self.signal {
+            Some(signal) => signal.into_parts(),
+            None => (CancelToken::new(), None),
+        };
         let sink = self.on_token.map(PieceSink::new);
         let prepared = prepare(
             self.prompt,
@@ -151,6 +157,7 @@ impl GenerateOptions {
         Call {
             prepared,
             cancel,
+            listener,
             sink,
         }
     }

@@ -8,12 +8,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncGenerator, ToNapiValue};
+use napi::bindgen_prelude::{AsyncGenerator, ObjectFinalize, ToNapiValue};
 use napi::tokio::sync::{mpsc, Mutex};
 use napi::{sys, Env};
 use napi_derive::napi;
 use video_llava::{CancelToken, Generation as RsGeneration, VideoLlava as RsVideoLlava};
 
+use crate::cancel::AbortListener;
 use crate::error::JsFailure;
 use crate::model::{run_generation, Generation};
 use crate::request::{Call, Prepared};
@@ -64,7 +65,7 @@ struct Pending {
 }
 
 /// The pieces of one generation, in order: `for await (const piece of model.stream(...))`.
-#[napi(async_iterator)]
+#[napi(async_iterator, custom_finalize)]
 pub struct TokenStream {
     /// Taken by the first `next()`.
     pending: Option<Pending>,
@@ -72,11 +73,14 @@ pub struct TokenStream {
     cancel: CancelToken,
     /// The whole generation, once the stream has ended normally.
     finished: Arc<std::sync::Mutex<Option<RsGeneration>>>,
+    /// The `abort` listener on the caller's signal, removed when the stream is collected.
+    listener: Option<AbortListener>,
 }
 
 impl TokenStream {
     /// A stream that runs `call` on `model` once iterated.
-    pub fn new(model: RsVideoLlava, call: Call) -> Self {
+    pub fn new(model: RsVideoLlava, mut call: Call) -> Self {
+        let listener = call.listener.take();
         let (sender, receiver) = mpsc::unbounded_channel();
         let prepared = match call.sink {
             Some(_) => Err(JsFailure::invalid(
@@ -93,6 +97,7 @@ impl TokenStream {
             events: Arc::new(Mutex::new(receiver)),
             cancel: call.cancel,
             finished: Arc::default(),
+            listener,
         }
     }
 
@@ -140,6 +145,17 @@ impl TokenStream {
     pub fn result(&self) -> Option<Generation> {
         let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         finished.clone().map(Generation::from)
+    }
+}
+
+impl ObjectFinalize for TokenStream {
+    fn finalize(mut self, env: Env) -> napi::Result<()> {
+        // Collected: nobody can pull more pieces, so stop the engine and let go of the signal.
+        self.cancel.cancel();
+        if let Some(listener) = self.listener.take() {
+            listener.remove(&env);
+        }
+        Ok(())
     }
 }
 

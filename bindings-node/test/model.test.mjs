@@ -2,6 +2,7 @@
 // parity with the transformers goldens, generate/stream/onToken, abort, concurrency, errors.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { getEventListeners } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -180,6 +181,21 @@ describe('generate', () => {
     assert.ok(pieces < 500, `${pieces} pieces: the generation did not stop`)
   })
 
+  it('a signal shared by many calls keeps no listeners and its own onabort', async () => {
+    const controller = new AbortController()
+    let ownHandlerCalls = 0
+    controller.signal.onabort = () => ownHandlerCalls++
+    const before = getEventListeners(controller.signal, 'abort').length // onabort counts as one
+    for (let i = 0; i < 12; i++) {
+      const pending = model.generate({ prompt: 'Say hello.', maxNewTokens: 2, signal: controller.signal })
+      assert.equal(getEventListeners(controller.signal, 'abort').length, before + 1)
+      await pending
+      assert.equal(getEventListeners(controller.signal, 'abort').length, before, 'listener left behind')
+    }
+    controller.abort()
+    assert.equal(ownHandlerCalls, 1, "the caller's onabort was replaced")
+  })
+
   it('an already-aborted signal rejects at once', async () => {
     await assert.rejects(
       model.generate({ prompt: 'Say hello.', maxNewTokens: 4, signal: AbortSignal.abort() }),
@@ -223,6 +239,7 @@ describe('generate', () => {
       () => model.generate({ prompt: 'Hi', maxNewTokens: 'ten' }),
       () => model.generate({ prompt: 'Hi', video: 42 }),
       () => model.generate({ prompt: 'Hi', onToken: 'print' }),
+      () => model.generate({ prompt: 'Hi', signal: {} }),
       () => model.tokenize(42),
       () => model.generateIds('1 2 3'),
       () => VideoLlava.fromPretrained(tinyModelDir, 'cpu'),
