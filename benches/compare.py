@@ -218,7 +218,10 @@ def bench_model(reps):
 
 def model_video_features(ref, pv):
     """The reference's projected video features (F * 257, hidden), however this transformers version names it."""
-    out = ref.get_video_features(pixel_values_videos=pv)
+    # transformers 5 keeps get_video_features on the inner model only; pass the feature layer
+    # explicitly, as the top-level forward does.
+    owner = ref if hasattr(ref, "get_video_features") else ref.model
+    out = owner.get_video_features(pixel_values_videos=pv, vision_feature_layer=ref.config.vision_feature_layer)
     feats = out[0] if isinstance(out, (tuple, list)) else getattr(out, "pooler_output", out)
     if isinstance(feats, (tuple, list)):
         feats = feats[0]

