@@ -7,8 +7,9 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::Linear;
 
+use super::attention_softmax;
+use super::fused::activate_owned;
 use super::layers::{fused_linear, linear, LayerNorm};
-use super::{activate, attention_softmax};
 use crate::config::{Activation, VisionConfig};
 use crate::weights::Scope;
 use crate::{Error, Result};
@@ -66,7 +67,7 @@ impl EncoderLayer {
         let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?;
         let xs = (xs + self.out_proj.forward(&attn)?)?;
         let h = self.layer_norm2.forward(&xs)?;
-        let h = activate(self.act, &self.fc1.forward(&h)?)?;
+        let h = activate_owned(self.act, self.fc1.forward(&h)?)?;
         xs + self.fc2.forward(&h)?
     }
 }

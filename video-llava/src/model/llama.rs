@@ -1,11 +1,11 @@
 //! The Llama language model: RMSNorm, RoPE (rotate-half, as transformers), grouped-query
 //! attention against a preallocated KV cache, SiLU MLP, untied LM head on the last position.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Linear;
 
-use super::activate;
-use super::attention_softmax;
+use super::attention::causal_attention;
+use super::fused::gated;
 use super::layers::{fused_linear, linear};
 use crate::config::TextConfig;
 use crate::weights::Scope;
@@ -202,22 +202,8 @@ impl Llama {
         let mut xs = embeds.to_device(device)?.to_dtype(dtype)?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        let mask = if seq > 1 {
-            Some(causal_mask(seq, offset, dtype, device)?)
-        } else {
-            None
-        };
         for (layer, (k_cache, v_cache)) in self.layers.iter().zip(cache.layers.iter()) {
-            xs = self.layer_forward(
-                layer,
-                &xs,
-                k_cache,
-                v_cache,
-                offset,
-                &cos,
-                &sin,
-                mask.as_ref(),
-            )?;
+            xs = self.layer_forward(layer, &xs, k_cache, v_cache, offset, &cos, &sin)?;
         }
         cache.len = offset + seq;
         let last = xs.narrow(1, seq - 1, 1)?.reshape((1, d))?;
@@ -236,7 +222,6 @@ impl Llama {
         offset: usize,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let (_, seq, _) = xs.dims3()?;
@@ -261,33 +246,12 @@ impl Llama {
         let v = qkv.narrow(1, h + kvh, kvh)?;
         k_cache.slice_set(&k, 2, offset)?;
         v_cache.slice_set(&v, 2, offset)?;
-        let total = offset + seq;
-        let keys = k_cache.narrow(2, 0, total)?;
-        let values = v_cache.narrow(2, 0, total)?;
-
-        // Grouped-query attention without repeating k/v: the query heads sharing one kv head
-        // are stacked on the row axis, (1, kv_heads, n_rep * S, head_dim).
-        let n_rep = h / kvh;
-        let q = (q * (hd as f64).powf(-0.5))?.reshape((1, kvh, n_rep * seq, hd))?;
-        let scores = q.matmul(&keys.t()?)?.reshape((1, h, seq, total))?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
-        let probs = attention_softmax(&scores)?.reshape((1, kvh, n_rep * seq, total))?;
-        let attn = probs
-            .matmul(&values)?
-            .reshape((1, h, seq, hd))?
-            .transpose(1, 2)?
-            .reshape((1, seq, h * hd))?;
+        let attn = causal_attention(&q, k_cache, v_cache, offset)?;
         let xs = (xs + layer.o_proj.forward(&attn)?)?;
 
         let normed = candle_nn::ops::rms_norm(&xs, &layer.post_attention_layernorm, eps)?;
-        let gate_up = layer.gate_up.forward(&normed)?;
-        let i = cfg.intermediate_size;
-        let gate = activate(cfg.hidden_act, &gate_up.narrow(D::Minus1, 0, i)?)?;
-        let up = gate_up.narrow(D::Minus1, i, i)?;
-        xs + layer.down_proj.forward(&(gate * up)?)?
+        let gated = gated(cfg.hidden_act, &layer.gate_up.forward(&normed)?)?;
+        xs + layer.down_proj.forward(&gated)?
     }
 
     /// The configuration it was built from.
@@ -319,26 +283,4 @@ fn rope_tables(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<(Tenso
     let cos = Tensor::from_vec(cos, (positions, half), device)?.to_dtype(dtype)?;
     let sin = Tensor::from_vec(sin, (positions, half), device)?.to_dtype(dtype)?;
     Ok((cos, sin))
-}
-
-/// `(S, offset + S)`: 0 where query `i` may see key `j` (`j <= offset + i`), -inf elsewhere.
-fn causal_mask(
-    seq: usize,
-    offset: usize,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let total = offset + seq;
-    let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j > offset + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(mask, (seq, total), device)?.to_dtype(dtype)
 }

@@ -4,7 +4,9 @@
 //! once; the per-generation state lives in the [`KvCache`] each caller makes with
 //! [`VideoLlavaModel::new_cache`].
 
+mod attention;
 mod clip;
+mod fused;
 mod layers;
 mod llama;
 mod merge;

@@ -1,0 +1,168 @@
+//! Fused elementwise kernels for the CPU: one parallel pass where the generic ops would take
+//! several single-purpose passes (each allocating a full activation tensor).
+//!
+//! Every kernel has a generic fallback built from candle ops, taken on other devices, other
+//! dtypes and strided inputs, so the model stays backend-agnostic.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, Layout, Shape, Tensor, D};
+
+use super::activate;
+use crate::config::Activation;
+
+/// Below this many elements a kernel runs on the calling thread (decode steps).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// Splits `rows` rows of `dst` (each `dst_cols` wide) across the CPU threads candle uses and runs
+/// `f(first_row, dst_rows)` on each part.
+fn par_rows<F>(dst: &mut [f32], dst_cols: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let rows = dst.len() / dst_cols.max(1);
+    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    if threads == 1 || dst.len() < PARALLEL_MIN {
+        f(0, dst);
+        return;
+    }
+    let per = rows.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        for (i, part) in dst.chunks_mut(per * dst_cols).enumerate() {
+            s.spawn(move || f(i * per, part));
+        }
+    });
+}
+
+fn is_cpu_f32_contiguous(xs: &Tensor) -> bool {
+    matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32 && xs.is_contiguous()
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + (-1.702 * x).exp())
+}
+
+/// `act(gate) * up` where `gate_up` is `(..., 2 * inter)` with the gate half first (the fused
+/// gate/up projection's output); returns `(..., inter)`.
+pub(crate) fn gated(act: Activation, gate_up: &Tensor) -> candle_core::Result<Tensor> {
+    let inter = gate_up.dim(D::Minus1)? / 2;
+    if act == Activation::Silu && is_cpu_f32_contiguous(gate_up) {
+        return gate_up.apply_op1_no_bwd(&SiluMul);
+    }
+    let gate = activate(act, &gate_up.narrow(D::Minus1, 0, inter)?)?;
+    gate * gate_up.narrow(D::Minus1, inter, inter)?
+}
+
+/// Applies `act`, overwriting `xs` when it is a CPU f32 tensor this caller owns (a fresh
+/// matmul output) and the kernel exists; otherwise the generic op.
+pub(crate) fn activate_owned(act: Activation, xs: Tensor) -> candle_core::Result<Tensor> {
+    if act == Activation::QuickGelu && is_cpu_f32_contiguous(&xs) {
+        xs.inplace_op1(&QuickGeluInPlace)?;
+        return Ok(xs);
+    }
+    activate(act, &xs)
+}
+
+struct SiluMul;
+
+impl CustomOp1 for SiluMul {
+    fn name(&self) -> &'static str {
+        "silu-mul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(src) = storage else {
+            candle_core::bail!("silu-mul: f32 only")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("silu-mul: contiguous input only")
+        };
+        let src = &src[start..end];
+        let mut dims = layout.dims().to_vec();
+        let cols = dims.last().copied().unwrap_or(0);
+        if cols % 2 != 0 {
+            candle_core::bail!("silu-mul: odd last dimension {cols}")
+        }
+        let inter = cols / 2;
+        if let Some(last) = dims.last_mut() {
+            *last = inter;
+        }
+        let mut dst = vec![0f32; src.len() / 2];
+        if inter > 0 {
+            par_rows(&mut dst, inter, |first_row, part| {
+                for (r, out) in part.chunks_exact_mut(inter).enumerate() {
+                    let row = &src[(first_row + r) * cols..(first_row + r + 1) * cols];
+                    let (gate, up) = row.split_at(inter);
+                    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                        *o = silu(g) * u;
+                    }
+                }
+            });
+        }
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+}
+
+struct QuickGeluInPlace;
+
+impl InplaceOp1 for QuickGeluInPlace {
+    fn name(&self) -> &'static str {
+        "quick-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("quick-gelu: f32 only")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("quick-gelu: contiguous input only")
+        };
+        let cols = layout.dims().last().copied().unwrap_or(1).max(1);
+        par_rows(&mut data[start..end], cols, |_, part| {
+            for x in part.iter_mut() {
+                *x = quick_gelu(*x);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
+    #[test]
+    fn silu_mul_matches_generic_ops() -> candle_core::Result<()> {
+        // Large enough to take the threaded path, and a single row as in decode.
+        for rows in [300, 1] {
+            let gate_up = Tensor::randn(0f32, 2.0, (1, rows, 2 * 96), &Device::Cpu)?;
+            let fused = gated(Activation::Silu, &gate_up)?;
+            let gate = gate_up.narrow(D::Minus1, 0, 96)?;
+            let up = gate_up.narrow(D::Minus1, 96, 96)?;
+            let want = (gate.silu()? * up)?;
+            assert_eq!(fused.dims(), &[1, rows, 96]);
+            assert!(max_diff(&fused, &want)? < 1e-6);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn quick_gelu_in_place_matches_generic_op() -> candle_core::Result<()> {
+        let xs = Tensor::randn(0f32, 3.0, (4, 257, 64), &Device::Cpu)?;
+        let want = activate(Activation::QuickGelu, &xs)?;
+        let got = activate_owned(Activation::QuickGelu, xs.copy()?)?;
+        assert!(max_diff(&got, &want)? < 1e-6);
+        Ok(())
+    }
+}
