@@ -24,13 +24,13 @@ pub mod preprocess;
 pub mod prompt;
 pub mod weights;
 
+#[cfg(feature = "video")]
+pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
 pub use error::{Error, Result};
+#[cfg(feature = "video")]
+pub use frame_sampler;
 pub use generation::{CancelToken, GenerationParams, StopReason};
 pub use pipeline::{Generation, ImageInput, Request, TextStream, Timings, VideoInput, VideoLlava};
 pub use prompt::PromptTokenizer;
-#[cfg(feature = "video")]
-pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
-#[cfg(feature = "video")]
-pub use frame_sampler;
