@@ -12,6 +12,24 @@ use video_llava_benches::bench_model_dir;
 
 const FRAMES: usize = 8;
 
+/// This process's user + system CPU seconds (Linux; 0 elsewhere): under a shared, busy CPU it
+/// tracks the work done better than wall time.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -50,19 +68,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (mut vision, mut prefill, mut decode) = (vec![], vec![], vec![]);
     for rep in 0..=reps {
+        let c0 = cpu_seconds();
         let t0 = Instant::now();
         let feats = model.encode_videos(&pixels)?;
         let t1 = Instant::now();
+        let c1 = cpu_seconds();
         let embeds = model.embed(&ids, None, Some(&feats))?;
         let mut cache = model.new_cache(ids.len() + new_tokens + 1)?;
         let logits = model.forward_embeds(&embeds, &mut cache)?;
         let t2 = Instant::now();
+        let c2 = cpu_seconds();
         let mut tok = logits.argmax(0)?.to_scalar::<u32>()?;
         for _ in 0..new_tokens {
             let logits = model.forward_tokens(&[tok], &mut cache)?;
             tok = logits.argmax(0)?.to_scalar::<u32>()?;
         }
         let t3 = Instant::now();
+        let c3 = cpu_seconds();
         // rep 0 warms the allocator, the thread pool and the page cache.
         if rep > 0 {
             vision.push((t1 - t0).as_secs_f64());
@@ -70,10 +92,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             decode.push(new_tokens as f64 / (t3 - t2).as_secs_f64());
         }
         println!(
-            "rep {rep}: vision {:.3}s prefill {:.3}s decode {:.2} tok/s",
+            "rep {rep}: vision {:.3}s prefill {:.3}s decode {:.2} tok/s \
+             (cpu s: vision {:.2} prefill {:.2} decode {:.2})",
             (t1 - t0).as_secs_f64(),
             (t2 - t1).as_secs_f64(),
-            new_tokens as f64 / (t3 - t2).as_secs_f64()
+            new_tokens as f64 / (t3 - t2).as_secs_f64(),
+            c1 - c0,
+            c2 - c1,
+            c3 - c2
         );
     }
     println!(

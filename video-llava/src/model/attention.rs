@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 use super::attention_softmax;
+use super::fused::exp;
 
 /// Query rows per chunk: big enough for efficient matmuls, small enough that a chunk's
 /// scores stay in the tens of megabytes.
@@ -119,11 +120,33 @@ impl CausalSoftmax {
     }
 }
 
+/// Softmax of one row, written so that each pass vectorizes: lane-wise maxima and partial
+/// sums (a single running sum would pin the float additions in order).
 fn softmax_in_place(xs: &mut [f32]) {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in xs.iter_mut() {
-        *x = (*x - max).exp();
+    const LANES: usize = 16;
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &x) in maxes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&maxes)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut sums = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (s, x) in sums.iter_mut().zip(chunk.iter_mut()) {
+            *x = exp(*x - max);
+            *s += *x;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
         sum += *x;
     }
     let inv = 1.0 / sum;
