@@ -60,6 +60,24 @@ pub(crate) fn causal_attention(
     }
 }
 
+/// Softmax over the last axis without a mask (the vision towers), overwriting `scores` on the
+/// CPU (it must be a fresh tensor the caller owns, e.g. a matmul output).
+pub(crate) fn softmax_owned(scores: Tensor) -> candle_core::Result<Tensor> {
+    if is_cpu_f32_contiguous(&scores) {
+        // Every row's query position is past the last key: nothing is masked.
+        scores.inplace_op1(&CausalSoftmax {
+            rows_per_query_block: 1,
+            first_pos: usize::MAX - 1,
+        })?;
+        return Ok(scores);
+    }
+    attention_softmax(&scores)
+}
+
+fn is_cpu_f32_contiguous(xs: &Tensor) -> bool {
+    matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32 && xs.is_contiguous()
+}
+
 /// Softmax over the last axis of `scores` `(..., rows, keys)` where row `r` is the query at
 /// position `first_pos + r % rows_per_query_block` and sees keys `0..=` that position.
 fn causal_softmax(
@@ -71,10 +89,7 @@ fn causal_softmax(
         rows_per_query_block,
         first_pos,
     };
-    if matches!(scores.device(), Device::Cpu)
-        && scores.dtype() == DType::F32
-        && scores.is_contiguous()
-    {
+    if is_cpu_f32_contiguous(&scores) {
         // `scores` is the fresh output of a matmul, owned here: overwriting it is safe.
         scores.inplace_op1(&op)?;
         return Ok(scores);
@@ -252,6 +267,20 @@ mod tests {
         check(4, 2, QUERY_CHUNK + 5, 11)?;
         check(6, 2, 1, 40)?;
         check(2, 1, 3, 0)
+    }
+
+    #[test]
+    fn unmasked_softmax_matches_candle() -> candle_core::Result<()> {
+        let scores = Tensor::randn(0f32, 3.0, (3, 40, 257), &Device::Cpu)?;
+        let want = candle_nn::ops::softmax_last_dim(&scores)?;
+        let got = softmax_owned(scores.copy()?)?;
+        let diff = (got - want)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        Ok(())
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::Linear;
 
-use super::attention_softmax;
+use super::attention::softmax_owned;
 use super::fused::activate_owned;
 use super::layers::{fused_linear, linear, LayerNorm};
 use crate::config::{Activation, VisionConfig};
@@ -63,7 +63,7 @@ impl EncoderLayer {
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
         let scores = q.matmul(&k.t()?)?;
-        let probs = attention_softmax(&scores)?;
+        let probs = softmax_owned(scores)?;
         let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?;
         let xs = (xs + self.out_proj.forward(&attn)?)?;
         let h = self.layer_norm2.forward(&xs)?;
