@@ -11,6 +11,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages"
 bash scripts/setup-system.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# napi's CLI always passes `--target <host>`, which gives its build a directory of its own
+# (target/<host>/debug). Naming the host target for every build puts cargo test, maturin and napi
+# in that one directory, so the engine and its dependencies compile once, not twice.
+CARGO_BUILD_TARGET="$(rustc -vV | sed -n 's/^host: //p')"
+export CARGO_BUILD_TARGET
 
 step "test data"
 bash scripts/make-test-data.sh
