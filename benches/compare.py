@@ -230,6 +230,18 @@ def model_video_features(ref, pv):
 
 # --- memory -----------------------------------------------------------------------------------------------
 
+def peak_rss_bytes():
+    """This process's peak RSS. Linux's VmHWM starts afresh at exec; ru_maxrss would carry the
+    parent's peak into the child (here: the model section's gigabytes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def load_and_report(engine):
     """Child process: load the bf16 checkpoint into float32, print peak RSS in bytes."""
     if engine == "ours":
@@ -240,13 +252,14 @@ def load_and_report(engine):
         from transformers import VideoLlavaForConditionalGeneration
         m = VideoLlavaForConditionalGeneration.from_pretrained(str(BENCH_MODEL), dtype=torch.float32)
     del m
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(peak_rss_bytes())
 
 
 def baseline_rss(engine):
-    code = "import resource\n" + ("import video_llava\n" if engine == "ours" else
-                                   "import torch, transformers\nfrom transformers import VideoLlavaForConditionalGeneration\n")
-    code += "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    code = f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom compare import peak_rss_bytes\n"
+    code += ("import video_llava\n" if engine == "ours" else
+             "import torch, transformers\nfrom transformers import VideoLlavaForConditionalGeneration\n")
+    code += "print(peak_rss_bytes())"
     return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
