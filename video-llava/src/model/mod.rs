@@ -9,6 +9,7 @@ mod clip;
 mod fused;
 mod layers;
 mod llama;
+mod matvec;
 mod merge;
 mod projector;
 
