@@ -79,9 +79,12 @@ impl PacketIndex {
             }
         }
         let mut packets = Vec::new();
-        let mut packet = ffmpeg::Packet::empty();
         let mut errors = 0;
         loop {
+            // A fresh packet each time: ffmpeg-next's `Packet::read` does not unreference what the
+            // packet held before, so reusing one leaked every packet's data (the whole file's size
+            // in RSS on a long video, and page faults that made this pass slow).
+            let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut media.input) {
                 Ok(()) => {
                     errors = 0;
