@@ -268,7 +268,7 @@ pub struct PixelOptions {
 const PIXELS_PER_FRAME: usize = 3 * 224 * 224;
 
 fn frames_of(name: &str, data: &[f32]) -> Result<usize, JsFailure> {
-    if data.is_empty() || data.len() % PIXELS_PER_FRAME != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(PIXELS_PER_FRAME) {
         return Err(JsFailure::invalid(format!(
             "{name}: {} values is not a whole number of 3 x 224 x 224 frames",
             data.len()
