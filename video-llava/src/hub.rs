@@ -96,7 +96,7 @@ pub fn resolve_offline(repo_id: &str, cache: &Path) -> Result<PathBuf> {
     }
     if let Some(index) = repo.get(INDEX_FILE) {
         let dir = index.parent().map(Path::to_path_buf).unwrap_or_default();
-        for shard in shard_names(&index)? {
+        for shard in crate::weights::read_index(&index)? {
             repo.get(&shard).ok_or_else(|| not_cached(&shard))?;
         }
         return Ok(dir);
@@ -146,7 +146,7 @@ fn resolve_online(repo_id: &str, cache: &Path, endpoint: Option<&str>) -> Result
     }
     if listed.contains(&INDEX_FILE) {
         let index = repo.get(INDEX_FILE).map_err(|e| failed(INDEX_FILE, e))?;
-        for shard in shard_names(&index)? {
+        for shard in crate::weights::read_index(&index)? {
             repo.get(&shard).map_err(|e| failed(&shard, e))?;
         }
     } else if listed.contains(&SINGLE_FILE) {
@@ -166,31 +166,6 @@ fn resolve_online(repo_id: &str, cache: &Path, endpoint: Option<&str>) -> Result
         });
     }
     Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
-}
-
-/// The shard names of a downloaded index.
-fn shard_names(index: &Path) -> Result<Vec<String>> {
-    let bad = |reason: String| Error::Weights {
-        path: index.to_path_buf(),
-        reason,
-    };
-    let text = std::fs::read_to_string(index).map_err(|source| Error::Io {
-        path: index.to_path_buf(),
-        source,
-    })?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| bad("no `weight_map` object".into()))?;
-    let mut shards: Vec<String> = map
-        .values()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    shards.sort();
-    shards.dedup();
-    Ok(shards)
 }
 
 #[cfg(test)]

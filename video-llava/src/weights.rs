@@ -119,8 +119,9 @@ impl ModelFiles {
     }
 }
 
-/// The shard file names of an index, sorted and deduplicated.
-fn read_index(index: &Path) -> Result<Vec<String>> {
+/// The shard file names of an index, sorted and deduplicated; the hub download and the loader
+/// both read an index through this one check (no empty map, no names outside the model directory).
+pub(crate) fn read_index(index: &Path) -> Result<Vec<String>> {
     let bad = |reason: String| Error::Weights {
         path: index.to_path_buf(),
         reason,
