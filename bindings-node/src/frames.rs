@@ -1,9 +1,8 @@
 //! `probe`, `sampleFrames`, `thumbnail`, `storyboard`: frame-sampler on the libuv pool.
 
 use frame_sampler::{
-    FrameBatch as RsFrameBatch, FrameCountSource, ImageFormat, Resize, SampleOptions, Sampling,
-    SeekMode, Source, Thumbnail as RsThumbnail, ThumbnailOptions as RsThumbnailOptions,
-    VideoInfo as RsVideoInfo,
+    FrameBatch as RsFrameBatch, ImageFormat, Resize, SampleOptions, Sampling, SeekMode, Source,
+    Thumbnail as RsThumbnail, ThumbnailOptions as RsThumbnailOptions, VideoInfo as RsVideoInfo,
 };
 use napi::bindgen_prelude::{AsyncTask, Buffer, Unknown};
 use napi::{Env, Task};
@@ -62,13 +61,7 @@ impl From<RsVideoInfo> for VideoInfo {
             real_fps: info.real_fps,
             duration: info.duration,
             frame_count: i64::try_from(info.frame_count).unwrap_or(i64::MAX),
-            frame_count_source: match info.frame_count_source {
-                FrameCountSource::Index => "index",
-                FrameCountSource::Counted => "counted",
-                FrameCountSource::Header => "header",
-                FrameCountSource::Estimated => "estimated",
-            }
-            .to_owned(),
+            frame_count_source: info.frame_count_source.as_str().to_owned(),
             has_audio: info.has_audio,
         }
     }

@@ -1,8 +1,6 @@
 //! `probe`, `sample_frames`, `thumbnail`, `storyboard` and their result classes.
 
-use frame_sampler::{
-    FrameCountSource, ImageFormat, Resize, SampleOptions, Sampling, SeekMode, ThumbnailOptions,
-};
+use frame_sampler::{ImageFormat, Resize, SampleOptions, Sampling, SeekMode, ThumbnailOptions};
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -47,12 +45,7 @@ pub struct PyVideoInfo {
 
 impl From<frame_sampler::VideoInfo> for PyVideoInfo {
     fn from(info: frame_sampler::VideoInfo) -> Self {
-        let frame_count_source = match info.frame_count_source {
-            FrameCountSource::Index => "index",
-            FrameCountSource::Counted => "counted",
-            FrameCountSource::Header => "header",
-            FrameCountSource::Estimated => "estimated",
-        };
+        let frame_count_source = info.frame_count_source.as_str();
         Self {
             width: info.width,
             height: info.height,

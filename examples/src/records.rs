@@ -41,7 +41,6 @@ pub struct VideoFacts {
 
 impl From<&frame_sampler::VideoInfo> for VideoFacts {
     fn from(info: &frame_sampler::VideoInfo) -> Self {
-        use frame_sampler::FrameCountSource as S;
         Self {
             container: info.container.clone(),
             codec: info.codec.clone(),
@@ -54,12 +53,7 @@ impl From<&frame_sampler::VideoInfo> for VideoFacts {
             real_fps: info.real_fps,
             duration: info.duration,
             frame_count: info.frame_count,
-            frame_count_source: match info.frame_count_source {
-                S::Index => "index",
-                S::Counted => "counted",
-                S::Header => "header",
-                S::Estimated => "estimated",
-            },
+            frame_count_source: info.frame_count_source.as_str(),
             has_audio: info.has_audio,
         }
     }

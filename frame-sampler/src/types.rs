@@ -46,6 +46,18 @@ pub enum FrameCountSource {
     Estimated,
 }
 
+impl FrameCountSource {
+    /// `"index"`, `"counted"`, `"header"` or `"estimated"`, as the bindings and the CLI report it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FrameCountSource::Index => "index",
+            FrameCountSource::Counted => "counted",
+            FrameCountSource::Header => "header",
+            FrameCountSource::Estimated => "estimated",
+        }
+    }
+}
+
 /// Which frames to sample.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampling {
