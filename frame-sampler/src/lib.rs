@@ -29,6 +29,11 @@
 //!   target, letting H.264/HEVC decoders drop pictures nothing references on the way. Streams
 //!   whose timestamps are missing or duplicated (MPEG-4 part 2 in AVI) are decoded sequentially
 //!   from the start and counted instead. [`sample_frames_with_stats`] reports the work done.
+//! - [`SeekMode::Fast`] returns keyframes only. On MP4/MOV with a constant frame rate it skips
+//!   the index pass: FFmpeg's copy of the sample table gives the frame count and times, and only
+//!   the keyframes returned are read (each checked against the table) and decoded, one decoder
+//!   per core. Anything the table cannot vouch for (edit lists that drop frames, variable frame
+//!   rate, fragmented or truncated files) takes the indexed path instead.
 //! - Memory: a request whose output (`N x H x W x 3`) exceeds [`SampleOptions::max_bytes`] is
 //!   refused with [`Error::TooLarge`] before anything is decoded, and so are frames larger than
 //!   [`MAX_FRAME_SIDE`] / [`MAX_FRAME_PIXELS`] unless a [`Resize`] is requested.
@@ -36,6 +41,7 @@
 mod convert;
 mod decode;
 mod error;
+mod fast;
 mod index;
 mod media;
 mod plan;

@@ -6,6 +6,7 @@ use ffmpeg_next::util::frame::video::Video as VideoFrame;
 
 use crate::convert::RgbConverter;
 use crate::decode::{FrameSink, SampleStats, ScanTargets, Session};
+use crate::fast;
 use crate::index::{Identity, PacketIndex};
 use crate::media;
 use crate::plan::{self, PlanError, Timeline};
@@ -75,6 +76,17 @@ pub(crate) fn sample(
     source: &Source,
     options: &SampleOptions,
 ) -> Result<(FrameBatch, SampleStats)> {
+    sample_with(source, options, true)
+}
+
+/// `sample_table`: use the container's sample table where it can be trusted, for Fast mode and
+/// for exact requests whose targets are all keyframes (false only in tests, to compare it with
+/// the general path).
+fn sample_with(
+    source: &Source,
+    options: &SampleOptions,
+    sample_table: bool,
+) -> Result<(FrameBatch, SampleStats)> {
     let mut media = media::open(source)?;
     let source_name = media.source_name.clone();
     let too_large = |reason: String| Error::TooLarge {
@@ -104,6 +116,32 @@ pub(crate) fn sample(
     }
     let max_frames = options.max_bytes as u64 / frame_bytes;
 
+    let is_keyframe_request = matches!(options.sampling, Sampling::Keyframes { .. });
+    if sample_table && !is_keyframe_request {
+        let out = fast::Output {
+            size,
+            rotation,
+            frame_bytes,
+            max_frames,
+        };
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            options.threads
+        };
+        let exact = options.seek == SeekMode::Exact;
+        let found = fast::sample(&mut media, options, exact, &facts, &out, threads, |e| {
+            plan_error(e, &source_name, frame_bytes)
+        })?;
+        if let Some(result) = found {
+            return Ok(result);
+        }
+        // The general path reads the packets from the start.
+        media = media::open(source)?;
+    }
+
     let index = PacketIndex::build(&mut media)?;
     let mut stats = SampleStats {
         packets_indexed: index.packets.len() as u64,
@@ -129,7 +167,6 @@ pub(crate) fn sample(
     // The header promised frames the file does not hold: the plan was made over those that exist.
     let mut clamped = plan.clamped || facts.header_frames > index.frame_count;
     let n = plan.indices.len();
-    let is_keyframe_request = matches!(options.sampling, Sampling::Keyframes { .. });
 
     // What each output position asks the decoder for.
     let requests: Vec<u64> = match (&index.identity, options.seek) {
@@ -244,7 +281,132 @@ fn plan_error(e: PlanError, source_name: &str, frame_bytes: u64) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_keyframe;
+    use super::{nearest_keyframe, sample_with};
+    use crate::{Resize, SampleOptions, Sampling, SeekMode, Source};
+
+    /// Fast mode from the MP4 sample table gives what the general path (every packet read)
+    /// gives, frame for frame, for every test video and strategy; on MP4s it reads no index.
+    #[test]
+    fn sample_table_fast_path_equals_the_general_path() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-data/videos");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("test videos: run scripts/make-test-data.sh")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.') && !n.starts_with("bad_") && !n.starts_with("huge"))
+            .filter(|n| !n.starts_with("too_wide"))
+            .collect();
+        names.sort();
+        let mut table_used = Vec::new();
+        let mut exact_table_used = Vec::new();
+        for name in &names {
+            let source = Source::from(dir.join(name).as_path());
+            let Ok(info) = crate::probe(&source) else {
+                continue;
+            };
+            let n = info.frame_count;
+            // Targets on and just around every keyframe: where the last keyframe shown at or
+            // before a target and the last one decoded before it differ (B-frames, open GOPs).
+            let keys = sample_with(
+                &source,
+                &SampleOptions::new(Sampling::Keyframes { max: 1000 })
+                    .resize(Some(Resize::ShortestSide(16))),
+                false,
+            )
+            .map(|(b, _)| b.indices)
+            .unwrap_or_default();
+            let around: Vec<u64> = keys
+                .iter()
+                .flat_map(|&k| [k.saturating_sub(2), k.saturating_sub(1), k, k + 1])
+                .filter(|&i| i < n)
+                .collect();
+            let strategies = [
+                Sampling::Indices(around),
+                Sampling::Uniform(8),
+                Sampling::Linspace(7),
+                Sampling::Indices(vec![n - 1, 0, n / 2, n / 2 + 1, n / 3, n / 2]),
+                Sampling::Timestamps(vec![0.0, info.duration * 0.51, 0.05]),
+                Sampling::Every(info.duration / 4.0),
+            ];
+            let keys_only = Sampling::Indices(keys.iter().rev().copied().collect());
+            let not_key = (n / 2..n).find(|i| !keys.contains(i)).unwrap_or(n - 1);
+            let runs = strategies.into_iter().map(|s| (s, SeekMode::Fast)).chain([
+                (keys_only, SeekMode::Exact),
+                (Sampling::Indices(vec![0, not_key]), SeekMode::Exact),
+            ]);
+            for (sampling, seek) in runs {
+                let options = SampleOptions::new(sampling.clone())
+                    .seek(seek)
+                    .resize(Some(Resize::ShortestSide(64)));
+                let (fast, general) = match (
+                    sample_with(&source, &options, true),
+                    sample_with(&source, &options, false),
+                ) {
+                    (Ok(fast), Ok(general)) => (fast, general.0),
+                    // A request past the end is refused the same way on both paths.
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a.to_string(), b.to_string(), "{name} {sampling:?}");
+                        continue;
+                    }
+                    (a, b) => panic!("{name} {sampling:?}: {:?} vs {:?}", a.err(), b.err()),
+                };
+                let (fast, stats) = fast;
+                assert_eq!(fast.indices, general.indices, "{name} {sampling:?}");
+                assert_eq!(fast.timestamps, general.timestamps, "{name} {sampling:?}");
+                assert_eq!(fast.clamped, general.clamped, "{name} {sampling:?}");
+                assert_eq!((fast.width, fast.height), (general.width, general.height));
+                assert!(
+                    fast.data == general.data,
+                    "{name} {sampling:?}: pixels differ"
+                );
+                if stats.packets_indexed == 0 {
+                    table_used.push(name.clone());
+                    if seek == SeekMode::Exact {
+                        exact_table_used.push(format!("{name} {sampling:?}"));
+                    }
+                }
+            }
+        }
+        table_used.dedup();
+        // Every MP4 with a constant frame rate and frames the header counts takes the fast path.
+        for name in [
+            "h264_720p.mp4",
+            "h264_bframes_longgop.mp4",
+            "h264_opengop.mp4",
+            "hevc.mp4",
+            "rotated_90.mp4",
+        ] {
+            assert!(
+                table_used.iter().any(|n| n == name),
+                "{name}: {table_used:?}"
+            );
+        }
+        // Exact requests take the table only when every target is a keyframe.
+        for name in ["h264_bframes_longgop.mp4", "hevc.mp4", "h264_opengop.mp4"] {
+            assert!(
+                exact_table_used.iter().any(|r| r.starts_with(name)),
+                "{name}: {exact_table_used:?}"
+            );
+        }
+        // ... and never when one target is not (it must decode forward).
+        assert!(
+            exact_table_used.iter().all(|r| !r.contains("Indices([0, ")),
+            "{exact_table_used:?}"
+        );
+        // Files whose header promises frames that are not there are checked packet by packet.
+        assert!(!table_used.iter().any(|n| n == "truncated_index_lies.mp4"));
+
+        // An upload held in memory takes the same path and gives the same frames.
+        let path = dir.join("h264_bframes_longgop.mp4");
+        let options = SampleOptions::new(Sampling::Linspace(5))
+            .seek(SeekMode::Fast)
+            .resize(Some(Resize::ShortestSide(64)));
+        let bytes = Source::from(std::fs::read(&path).unwrap());
+        let (from_bytes, stats) = sample_with(&bytes, &options, true).unwrap();
+        assert_eq!(stats.packets_indexed, 0);
+        let (from_file, _) = sample_with(&Source::from(path.as_path()), &options, false).unwrap();
+        assert_eq!(from_bytes.indices, from_file.indices);
+        assert!(from_bytes.data == from_file.data);
+    }
 
     #[test]
     fn fast_targets_map_to_the_keyframe_at_or_before() {

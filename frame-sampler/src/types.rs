@@ -87,7 +87,10 @@ pub enum SeekMode {
     #[default]
     Exact,
     /// The nearest keyframe at or before each target; no decoding forward. The returned
-    /// indices and timestamps are the keyframes'.
+    /// indices and timestamps are the keyframes'. On MP4/MOV files with a constant frame rate
+    /// it reads only the keyframes it returns (the container's sample table stands in for the
+    /// packet index, checked against the packets it reads) and decodes them on all cores; other
+    /// files are indexed packet by packet as in `Exact`.
     Fast,
 }
 
