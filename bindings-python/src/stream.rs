@@ -1,10 +1,12 @@
 //! `TextStream`: the Rust `TextStream` (a generation on its own thread) as a Python iterator.
 //!
-//! `__next__` waits for the next piece with the GIL released. After each piece it runs Python's
-//! signal handlers; when one raises (Ctrl-C), the generation is cancelled and the exception
-//! propagates. Dropping the iterator, or `close()`, cancels the generation too.
+//! `__next__` waits for the next piece with the GIL released, in slices of
+//! [`SIGNAL_CHECK_INTERVAL`]; between slices and after each piece it runs Python's signal
+//! handlers; when one raises (Ctrl-C), the generation is cancelled and the exception propagates.
+//! Dropping the iterator, or `close()`, cancels the generation too.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use video_llava::{CancelToken, GenerationParams, Request, VideoLlava};
@@ -12,6 +14,9 @@ use video_llava::{CancelToken, GenerationParams, Request, VideoLlava};
 use crate::call::guarded;
 use crate::errors::Failure;
 use crate::model::PyGeneration;
+
+/// How long `__next__` waits without the GIL before it checks for Ctrl-C.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What one wait on the Rust stream produced.
 enum Step {
@@ -45,17 +50,21 @@ impl PyTextStream {
         })
     }
 
-    /// Waits for the next step; runs without the GIL.
-    fn step(&self) -> Result<Step, Failure> {
+    /// Waits up to `timeout` for the next step (`None`: nothing yet); runs without the GIL.
+    fn step(&self, timeout: Duration) -> Result<Option<Step>, Failure> {
         let mut slot = self
             .inner
             .lock()
             .map_err(|_| Failure::Panic("stream lock poisoned".into()))?;
         let Some(stream) = slot.as_mut() else {
-            return Ok(Step::End(None));
+            return Ok(Some(Step::End(None)));
         };
-        let next = guarded(|| Ok(stream.next()));
-        match next {
+        let next = match guarded(|| Ok(stream.next_timeout(timeout))) {
+            Ok(None) => return Ok(None),
+            Ok(Some(next)) => Ok(next),
+            Err(failure) => Err(failure),
+        };
+        let step = match next {
             Ok(Some(Ok(piece))) => Ok(Step::Piece(piece)),
             Ok(Some(Err(e))) => {
                 *slot = None;
@@ -70,7 +79,14 @@ impl PyTextStream {
                 *slot = None;
                 Err(failure)
             }
-        }
+        };
+        step.map(Some)
+    }
+
+    /// Cancels the generation and lets its thread go (Ctrl-C, `close`).
+    fn stop(&self, py: Python<'_>) {
+        self.cancel.cancel();
+        py.detach(|| drop(self.inner.lock().map(|mut slot| slot.take())));
     }
 }
 
@@ -82,16 +98,22 @@ impl PyTextStream {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
         // The lock is only taken without the GIL, so a thread waiting for it never blocks the
-        // thread that holds it from re-attaching.
-        match py.detach(|| self.step()).map_err(|f| f.into_pyerr(py))? {
-            Step::Piece(piece) => {
-                if let Err(interrupt) = py.check_signals() {
-                    self.cancel.cancel();
-                    py.detach(|| drop(self.inner.lock().map(|mut slot| slot.take())));
-                    return Err(interrupt);
-                }
-                Ok(Some(piece))
+        // thread that holds it from re-attaching. Waiting in slices lets Ctrl-C through while the
+        // prompt is still being encoded, before the first piece.
+        let step = loop {
+            let step = py
+                .detach(|| self.step(SIGNAL_CHECK_INTERVAL))
+                .map_err(|f| f.into_pyerr(py))?;
+            if let Err(interrupt) = py.check_signals() {
+                self.stop(py);
+                return Err(interrupt);
             }
+            if let Some(step) = step {
+                break step;
+            }
+        };
+        match step {
+            Step::Piece(piece) => Ok(Some(piece)),
             Step::End(Some(generation)) => {
                 let generation = Py::new(py, PyGeneration::new(py, generation)?)?;
                 if let Ok(mut slot) = self.generation.lock() {
@@ -114,7 +136,6 @@ impl PyTextStream {
 
     /// Stops the generation at its next token; the iterator then ends.
     fn close(&self, py: Python<'_>) {
-        self.cancel.cancel();
-        py.detach(|| drop(self.inner.lock().map(|mut slot| slot.take())));
+        self.stop(py);
     }
 }

@@ -744,14 +744,27 @@ impl TextStream {
     }
 }
 
-impl Iterator for TextStream {
-    type Item = Result<String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl TextStream {
+    /// Like [`Iterator::next`], but waits at most `timeout`: `None` when nothing arrived in time
+    /// (the generation goes on), `Some(next)` otherwise. Lets a caller that must stay responsive
+    /// (an interpreter checking for Ctrl-C, say) wait in slices, also before the first piece,
+    /// which comes only after the whole prompt is encoded.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Option<Result<String>>> {
         if self.done {
-            return None;
+            return Some(None);
         }
-        match self.rx.recv() {
+        match self.rx.recv_timeout(timeout) {
+            Ok(event) => Some(self.take(Ok(event))),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(self.take(Err(mpsc::RecvError))),
+        }
+    }
+
+    fn take(
+        &mut self,
+        event: std::result::Result<StreamEvent, mpsc::RecvError>,
+    ) -> Option<Result<String>> {
+        match event {
             Ok(StreamEvent::Piece(piece)) => Some(Ok(piece)),
             Ok(StreamEvent::Done(Ok(generation))) => {
                 self.done = true;
@@ -775,6 +788,18 @@ impl Iterator for TextStream {
     }
 }
 
+impl Iterator for TextStream {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let event = self.rx.recv();
+        self.take(event)
+    }
+}
+
 impl Drop for TextStream {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -784,6 +809,32 @@ impl Drop for TextStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_timeout_waits_in_slices_and_then_yields_what_next_would() {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let mut stream = TextStream {
+            rx,
+            cancel: CancelToken::new(),
+            generation: None,
+            failed: false,
+            done: false,
+        };
+        let slice = Duration::from_millis(20);
+        let t = Instant::now();
+        assert!(stream.next_timeout(slice).is_none(), "nothing sent yet");
+        assert!(t.elapsed() >= slice);
+        tx.send(StreamEvent::Piece("Hello".into())).unwrap();
+        assert_eq!(
+            stream.next_timeout(slice).unwrap().unwrap().unwrap(),
+            "Hello"
+        );
+        drop(tx);
+        // A generation thread gone without a result is an error, then the end.
+        assert!(stream.next_timeout(slice).unwrap().unwrap().is_err());
+        assert!(stream.next_timeout(slice).unwrap().is_none());
+        assert!(stream.next().is_none());
+    }
 
     #[test]
     fn handles_cross_threads() {
