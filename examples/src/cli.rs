@@ -44,7 +44,7 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value = "Describe what happens in this video.")]
     pub question: String,
     /// A local model directory or a Hugging Face Hub repo id (downloaded once into the HF cache;
-    /// HF_HOME and HF_HUB_OFFLINE are honoured).
+    /// HF_HOME, HF_HUB_OFFLINE and HF_HUB_DISABLE_PROGRESS_BARS are honoured).
     #[arg(
         long,
         default_value = "LanguageBind/Video-LLaVA-7B-hf",

@@ -3,7 +3,8 @@
 //! An existing local directory is used as it is. Anything else is a repo id (`org/name`,
 //! optionally `org/name@revision`), whose config, tokenizer files and safetensors (single or
 //! index + shards) are downloaded into the standard Hugging Face cache — `HF_HUB_CACHE`, else
-//! `$HF_HOME/hub`, else `~/.cache/huggingface/hub` — with progress bars. With
+//! `$HF_HOME/hub`, else `~/.cache/huggingface/hub` — with progress bars on stderr
+//! (`HF_HUB_DISABLE_PROGRESS_BARS=1` turns them off). With
 //! `HF_HUB_OFFLINE=1` only that cache is read, and a repo not fully cached is an
 //! [`Error::Download`] saying so. Online, an unreachable hub falls back to a complete cached copy.
 
@@ -28,6 +29,19 @@ const OPTIONAL: &[&str] = &[
 /// Whether `HF_HUB_OFFLINE` asks for cache-only operation (as huggingface_hub reads it).
 pub fn offline_from_env() -> bool {
     std::env::var("HF_HUB_OFFLINE")
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `HF_HUB_DISABLE_PROGRESS_BARS` turns the download progress bars off (as
+/// huggingface_hub reads it). They are drawn on stderr, and only when it is a terminal.
+pub fn progress_disabled_from_env() -> bool {
+    std::env::var("HF_HUB_DISABLE_PROGRESS_BARS")
         .map(|v| {
             matches!(
                 v.trim().to_ascii_lowercase().as_str(),
@@ -118,7 +132,7 @@ fn resolve_online(repo_id: &str, cache: &Path, endpoint: Option<&str>) -> Result
     }
     let api = builder
         .with_cache_dir(cache.to_path_buf())
-        .with_progress(true)
+        .with_progress(!progress_disabled_from_env())
         .build()
         .map_err(|e| failed("cannot start the hub client", e))?;
     let repo = api.repo(parse_repo(repo_id));
