@@ -22,7 +22,7 @@ use crate::decode::SampleStats;
 use crate::media::Media;
 use crate::plan::{self, OutputSize, Timeline};
 use crate::probe::StreamFacts;
-use crate::{Error, FrameBatch, Result, SampleOptions};
+use crate::{Error, FrameBatch, Result, SampleOptions, Sampling};
 
 /// Packets read from the start to find the first frame shown (B-frames reorder at most a few).
 const FIRST_PACKETS: usize = 64;
@@ -43,6 +43,8 @@ struct SampleTable {
     delta: i64,
     /// pts of the first frame shown.
     first_pts: i64,
+    /// pts - dts of the first keyframe (how far keyframes are shown after they are decoded).
+    key_offset: Option<i64>,
     time_base: f64,
 }
 
@@ -106,12 +108,16 @@ impl SampleTable {
         set_discard_others(media);
         // The first frame shown: the smallest pts among the first packets.
         let mut first_pts: Option<i64> = None;
+        let mut key_offset = None;
         for i in 0..FIRST_PACKETS.min(entries.len()) {
             let packet = read_video_packet(media)?;
             if i == 0 && packet.dts() != Some(entries[0].dts) {
                 return None;
             }
             let pts = packet.pts()?;
+            if key_offset.is_none() && packet.is_key() {
+                key_offset = Some(pts - packet.dts()?);
+            }
             first_pts = Some(first_pts.map_or(pts, |f: i64| f.min(pts)));
         }
         Some(SampleTable {
@@ -119,6 +125,7 @@ impl SampleTable {
             keyframes,
             delta,
             first_pts: first_pts?,
+            key_offset,
             time_base,
         })
     }
@@ -178,6 +185,14 @@ impl SampleTable {
             }
         }
         Some((k, packet))
+    }
+
+    /// The packet of the `k`-th keyframe (decode order), if the demuxer's seek lands on it.
+    fn read_keyframe(&self, media: &mut Media, k: usize) -> Option<ffmpeg::Packet> {
+        let dts = self.entries[*self.keyframes.get(k)?].dts;
+        // Seeking to the time it is shown lands on it (see `keyframe_for`); checked, not trusted.
+        let (landed, packet) = self.seek_keyframe(media, dts + self.key_offset?)?;
+        (landed == k).then_some(packet)
     }
 
     /// Presentation index of the frame with this pts, if it lies on the frame grid.
@@ -249,6 +264,14 @@ pub(crate) fn sample(
         return Ok(None);
     };
     let n_frames = table.frame_count();
+    // The keyframes strategy picks among keyframes by their rank: plan over ranks (keyframes
+    // are shown in the order they are decoded; checked below on the ones read).
+    let keyframe_request = matches!(options.sampling, Sampling::Keyframes { .. });
+    let ranks: Vec<u64> = if keyframe_request {
+        (0..table.keyframes.len() as u64).collect()
+    } else {
+        Vec::new()
+    };
     let step = table.delta as f64 * table.time_base;
     let times: Vec<f64> = (0..n_frames).map(|i| i as f64 * step).collect();
     let timeline = Timeline {
@@ -256,8 +279,7 @@ pub(crate) fn sample(
         claimed_count: n_frames,
         times: &times,
         end_time: n_frames as f64 * step,
-        // Only the keyframes strategy reads this, and it takes the general path.
-        keyframes: &[],
+        keyframes: &ranks,
     };
     let plan = plan::plan(&options.sampling, &timeline, out.max_frames).map_err(plan_error)?;
     let mut stats = SampleStats::default();
@@ -265,19 +287,31 @@ pub(crate) fn sample(
     // For each target, the last keyframe shown at or before it.
     let mut packets: HashMap<usize, ffmpeg::Packet> = HashMap::new();
     let mut request_of_target: HashMap<u64, u64> = HashMap::new();
+    let mut last_keyframe_index: Option<u64> = None;
     for &t in &plan.indices {
         if request_of_target.contains_key(&t) {
             continue;
         }
-        let target_pts = table.first_pts + t as i64 * table.delta;
         stats.seeks += 1;
-        let Some((k, packet)) = table.keyframe_for(media, target_pts) else {
+        let found = if keyframe_request {
+            let k = t as usize;
+            table.read_keyframe(media, k).map(|p| (k, p))
+        } else {
+            table.keyframe_for(media, table.first_pts + t as i64 * table.delta)
+        };
+        let Some((k, packet)) = found else {
             return Ok(None);
         };
         let Some(index) = packet.pts().and_then(|pts| table.index_of(pts)) else {
             return Ok(None);
         };
-        if exact && index != t {
+        if keyframe_request {
+            // Ranks are planned in ascending order: their pictures must be shown in that order.
+            if last_keyframe_index.is_some_and(|last| index <= last) {
+                return Ok(None);
+            }
+            last_keyframe_index = Some(index);
+        } else if exact && index != t {
             // Not a keyframe: exact sampling must decode forward, on the general path.
             return Ok(None);
         }

@@ -32,8 +32,10 @@
 //! - [`SeekMode::Fast`] returns keyframes only. On MP4/MOV with a constant frame rate it skips
 //!   the index pass: FFmpeg's copy of the sample table gives the frame count and times, and only
 //!   the keyframes returned are read (each checked against the table) and decoded, one decoder
-//!   per core. Anything the table cannot vouch for (edit lists that drop frames, variable frame
-//!   rate, fragmented or truncated files) takes the indexed path instead.
+//!   per core. The same path serves [`Sampling::Keyframes`] and exact requests whose targets are
+//!   all keyframes (a keyframe decodes alone to the picture a sequential decode shows). Anything
+//!   the table cannot vouch for (edit lists that drop frames, variable frame rate, fragmented or
+//!   truncated files) takes the indexed path instead.
 //! - Memory: a request whose output (`N x H x W x 3`) exceeds [`SampleOptions::max_bytes`] is
 //!   refused with [`Error::TooLarge`] before anything is decoded, and so are frames larger than
 //!   [`MAX_FRAME_SIDE`] / [`MAX_FRAME_PIXELS`] unless a [`Resize`] is requested.

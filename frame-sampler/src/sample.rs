@@ -117,7 +117,7 @@ fn sample_with(
     let max_frames = options.max_bytes as u64 / frame_bytes;
 
     let is_keyframe_request = matches!(options.sampling, Sampling::Keyframes { .. });
-    if sample_table && !is_keyframe_request {
+    if sample_table {
         let out = fast::Output {
             size,
             rotation,
@@ -296,8 +296,8 @@ mod tests {
             .filter(|n| !n.starts_with("too_wide"))
             .collect();
         names.sort();
-        let mut table_used = Vec::new();
-        let mut exact_table_used = Vec::new();
+        // "name seek sampling" of each request served from the sample table.
+        let mut table_used: Vec<String> = Vec::new();
         for name in &names {
             let source = Source::from(dir.join(name).as_path());
             let Ok(info) = crate::probe(&source) else {
@@ -326,6 +326,8 @@ mod tests {
                 Sampling::Indices(vec![n - 1, 0, n / 2, n / 2 + 1, n / 3, n / 2]),
                 Sampling::Timestamps(vec![0.0, info.duration * 0.51, 0.05]),
                 Sampling::Every(info.duration / 4.0),
+                Sampling::Keyframes { max: 3 },
+                Sampling::Keyframes { max: 1000 },
             ];
             let keys_only = Sampling::Indices(keys.iter().rev().copied().collect());
             let not_key = (n / 2..n).find(|i| !keys.contains(i)).unwrap_or(n - 1);
@@ -359,14 +361,10 @@ mod tests {
                     "{name} {sampling:?}: pixels differ"
                 );
                 if stats.packets_indexed == 0 {
-                    table_used.push(name.clone());
-                    if seek == SeekMode::Exact {
-                        exact_table_used.push(format!("{name} {sampling:?}"));
-                    }
+                    table_used.push(format!("{name} {seek:?} {sampling:?}"));
                 }
             }
         }
-        table_used.dedup();
         // Every MP4 with a constant frame rate and frames the header counts takes the fast path.
         for name in [
             "h264_720p.mp4",
@@ -375,25 +373,25 @@ mod tests {
             "hevc.mp4",
             "rotated_90.mp4",
         ] {
-            assert!(
-                table_used.iter().any(|n| n == name),
-                "{name}: {table_used:?}"
-            );
+            for kind in ["Fast Uniform", "Fast Keyframes { max: 3 }"] {
+                let run = format!("{name} {kind}");
+                assert!(table_used.iter().any(|r| r.starts_with(&run)), "{run}");
+            }
         }
-        // Exact requests take the table only when every target is a keyframe.
+        // Exact requests take the table only when every target is a keyframe ...
         for name in ["h264_bframes_longgop.mp4", "hevc.mp4", "h264_opengop.mp4"] {
-            assert!(
-                exact_table_used.iter().any(|r| r.starts_with(name)),
-                "{name}: {exact_table_used:?}"
-            );
+            let run = format!("{name} Exact Indices(");
+            assert!(table_used.iter().any(|r| r.starts_with(&run)), "{run}");
         }
         // ... and never when one target is not (it must decode forward).
         assert!(
-            exact_table_used.iter().all(|r| !r.contains("Indices([0, ")),
-            "{exact_table_used:?}"
+            !table_used.iter().any(|r| r.contains("Exact Indices([0, ")),
+            "{table_used:?}"
         );
         // Files whose header promises frames that are not there are checked packet by packet.
-        assert!(!table_used.iter().any(|n| n == "truncated_index_lies.mp4"));
+        assert!(!table_used
+            .iter()
+            .any(|r| r.starts_with("truncated_index_lies.mp4")));
 
         // An upload held in memory takes the same path and gives the same frames.
         let path = dir.join("h264_bframes_longgop.mp4");
