@@ -96,8 +96,13 @@ impl SampleTable {
             }
             (entries, f64::from(tb.num) / f64::from(tb.den))
         };
-        let delta = entries[1].dts - entries[0].dts;
-        if delta <= 0 || entries.windows(2).any(|w| w[1].dts - w[0].dts != delta) {
+        // Timestamps come from the file: checked arithmetic, so a hostile one cannot overflow.
+        let delta = entries[1].dts.checked_sub(entries[0].dts)?;
+        if delta <= 0
+            || entries
+                .windows(2)
+                .any(|w| w[1].dts.checked_sub(w[0].dts) != Some(delta))
+        {
             return None;
         }
         let keyframes: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].key).collect();
@@ -116,7 +121,7 @@ impl SampleTable {
             }
             let pts = packet.pts()?;
             if key_offset.is_none() && packet.is_key() {
-                key_offset = Some(pts - packet.dts()?);
+                key_offset = Some(pts.checked_sub(packet.dts()?)?);
             }
             first_pts = Some(first_pts.map_or(pts, |f: i64| f.min(pts)));
         }
@@ -178,7 +183,8 @@ impl SampleTable {
         if let Some(&next) = self.keyframes.get(k + 1) {
             let next_dts = self.entries[next].dts;
             if next_dts <= target_pts {
-                let (k2, p2) = self.seek_keyframe(media, next_dts + (pts - packet.dts()?))?;
+                let shift = pts.checked_sub(packet.dts()?)?;
+                let (k2, p2) = self.seek_keyframe(media, next_dts.checked_add(shift)?)?;
                 if k2 != k + 1 || p2.pts()? <= target_pts {
                     return None;
                 }
@@ -191,8 +197,16 @@ impl SampleTable {
     fn read_keyframe(&self, media: &mut Media, k: usize) -> Option<ffmpeg::Packet> {
         let dts = self.entries[*self.keyframes.get(k)?].dts;
         // Seeking to the time it is shown lands on it (see `keyframe_for`); checked, not trusted.
-        let (landed, packet) = self.seek_keyframe(media, dts + self.key_offset?)?;
+        let (landed, packet) = self.seek_keyframe(media, dts.checked_add(self.key_offset?)?)?;
         (landed == k).then_some(packet)
+    }
+
+    /// The pts of the frame shown at presentation index `index` (on the frame grid).
+    fn pts_of(&self, index: u64) -> Option<i64> {
+        i64::try_from(index)
+            .ok()?
+            .checked_mul(self.delta)?
+            .checked_add(self.first_pts)
     }
 
     /// Presentation index of the frame with this pts, if it lies on the frame grid.
@@ -232,7 +246,7 @@ fn read_video_packet(media: &mut Media) -> Option<ffmpeg::Packet> {
     None
 }
 
-/// What one worker decodes: a keyframe packet, the request it answers and where its RGB goes.
+/// What one worker decodes: a keyframe packet and where its RGB goes.
 struct Job<'a> {
     packet: ffmpeg::Packet,
     out: &'a mut [u8],
@@ -297,7 +311,9 @@ pub(crate) fn sample(
             let k = t as usize;
             table.read_keyframe(media, k).map(|p| (k, p))
         } else {
-            table.keyframe_for(media, table.first_pts + t as i64 * table.delta)
+            table
+                .pts_of(t)
+                .and_then(|target_pts| table.keyframe_for(media, target_pts))
         };
         let Some((k, packet)) = found else {
             return Ok(None);
@@ -340,8 +356,7 @@ pub(crate) fn sample(
         let mut unique: Vec<u64> = positions.keys().copied().collect();
         unique.sort_unstable();
         for r in unique {
-            let pts = table.first_pts + r as i64 * table.delta;
-            let Some(packet) = by_pts.remove(&pts) else {
+            let Some(packet) = table.pts_of(r).and_then(|pts| by_pts.remove(&pts)) else {
                 return Ok(None);
             };
             let first = positions[&r][0];
