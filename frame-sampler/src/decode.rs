@@ -85,60 +85,66 @@ enum Outcome {
     Eof,
 }
 
+/// `threads` as a thread count: 0 means all cores.
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    }
+}
+
+/// Opens a decoder for a stream with these parameters and time base, with `threads` threads
+/// (0: all cores) of the kinds in `thread_type` (`FF_THREAD_FRAME`, `FF_THREAD_SLICE`).
+pub(crate) fn open_decoder(
+    parameters: ffmpeg::codec::Parameters,
+    time_base: ffi::AVRational,
+    threads: usize,
+    thread_type: i32,
+) -> std::result::Result<ffmpeg::decoder::Video, ffmpeg::Error> {
+    let mut ctx = ffmpeg::codec::context::Context::from_parameters(parameters)?;
+    // SAFETY: `ctx` owns a valid, not yet opened AVCodecContext; FFmpeg reads these fields when
+    // the codec is opened below.
+    unsafe {
+        let raw = ctx.as_mut_ptr();
+        (*raw).thread_count = resolve_threads(threads).min(64) as i32;
+        (*raw).thread_type = thread_type;
+        (*raw).pkt_timebase = time_base;
+    }
+    ctx.decoder().video()
+}
+
 impl<'a> Session<'a> {
     /// Opens a decoder for `media`'s video stream. `threads` = 0 means all cores.
     pub fn new(media: &'a mut Media, threads: usize, allow_skip: bool) -> Result<Self> {
         let source_name = media.source_name.clone();
-        let stream = media
-            .input
-            .stream(media.stream)
-            .ok_or_else(|| Error::NoVideoStream {
-                source_name: source_name.clone(),
-            })?;
-        let decode_err = |e: ffmpeg::Error| Error::Decode {
+        let stream = media.video_stream()?;
+        let codec_id = stream.parameters().id();
+        // SAFETY: reading a plain field of a valid AVStream.
+        let time_base = unsafe { (*stream.as_ptr()).time_base };
+        let decoder = open_decoder(
+            stream.parameters(),
+            time_base,
+            threads,
+            ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE,
+        )
+        .map_err(|e| Error::Decode {
             source_name: source_name.clone(),
             frame: None,
-            reason: e.to_string(),
-        };
-        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(decode_err)?;
-        let codec_id = stream.parameters().id();
-        let threads = if threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            threads
-        };
-        // SAFETY: `ctx` owns a valid, not yet opened AVCodecContext; FFmpeg reads these fields
-        // when the codec is opened below.
-        unsafe {
-            let raw = ctx.as_mut_ptr();
-            (*raw).thread_count = threads.min(64) as i32;
-            (*raw).thread_type = ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE;
-            (*raw).pkt_timebase = (*stream.as_ptr()).time_base;
-        }
-        let decoder = ctx.decoder().video().map_err(|e| match e {
-            ffmpeg::Error::DecoderNotFound => Error::Decode {
-                source_name: source_name.clone(),
-                frame: None,
-                reason: format!("no decoder for codec {:?} in this FFmpeg build", codec_id),
+            reason: match e {
+                ffmpeg::Error::DecoderNotFound => {
+                    format!("no decoder for codec {codec_id:?} in this FFmpeg build")
+                }
+                e => e.to_string(),
             },
-            e => decode_err(e),
         })?;
         // Only the video stream's packets are needed; the demuxer skips the rest.
-        // SAFETY: valid AVFormatContext with `nb_streams` valid stream pointers; only `discard`
-        // is written. `iformat` is valid for an opened input.
+        media.discard_other_streams();
+        // SAFETY: `iformat` is valid for an opened input; only read.
         let byte_seek = unsafe {
             let fctx = media.input.as_mut_ptr();
-            for i in 0..(*fctx).nb_streams as usize {
-                let st = *(*fctx).streams.add(i);
-                (*st).discard = if i == media.stream {
-                    ffi::AVDiscard::AVDISCARD_DEFAULT
-                } else {
-                    ffi::AVDiscard::AVDISCARD_ALL
-                };
-            }
             // Byte seeking to a keyframe's recorded position is exact for MPEG-TS/PS, whose
             // timestamp seeking is a bisection that lands near, not on, the keyframe.
             let name = std::ffi::CStr::from_ptr((*(*fctx).iformat).name).to_string_lossy();
@@ -175,20 +181,9 @@ impl<'a> Session<'a> {
 
     /// The next packet of the video stream, or `None` at the end of the data.
     fn read_packet(&mut self) -> Option<ffmpeg::Packet> {
-        if let Some(p) = self.pending.take() {
-            return Some(p);
-        }
-        let mut errors = 0;
-        loop {
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut self.media.input) {
-                Ok(()) if packet.stream() == self.media.stream => return Some(packet),
-                Ok(()) => {}
-                Err(ffmpeg::Error::InvalidData) if errors < 64 => errors += 1,
-                // EOF, or an error that ends the readable data (truncated file).
-                Err(_) => return None,
-            }
-        }
+        self.pending
+            .take()
+            .or_else(|| self.media.read_video_packet())
     }
 
     /// Sends `packet`; `skippable` lets the decoder drop it if no other picture references it.

@@ -18,7 +18,7 @@ use ffmpeg_next::ffi;
 use ffmpeg_next::util::frame::video::Video as VideoFrame;
 
 use crate::convert::RgbConverter;
-use crate::decode::SampleStats;
+use crate::decode::{open_decoder, SampleStats};
 use crate::media::Media;
 use crate::plan::{self, OutputSize, Timeline};
 use crate::probe::StreamFacts;
@@ -110,12 +110,12 @@ impl SampleTable {
             return None;
         }
         // Other streams' packets are skipped inside the demuxer from here on.
-        set_discard_others(media);
+        media.discard_other_streams();
         // The first frame shown: the smallest pts among the first packets.
         let mut first_pts: Option<i64> = None;
         let mut key_offset = None;
         for i in 0..FIRST_PACKETS.min(entries.len()) {
-            let packet = read_video_packet(media)?;
+            let packet = media.read_video_packet()?;
             if i == 0 && packet.dts() != Some(entries[0].dts) {
                 return None;
             }
@@ -154,7 +154,7 @@ impl SampleTable {
         if !ok {
             return None;
         }
-        let packet = read_video_packet(media)?;
+        let packet = media.read_video_packet()?;
         let dts = packet.dts()?;
         packet.pts()?;
         if !packet.is_key() {
@@ -216,34 +216,6 @@ impl SampleTable {
             .then(|| (offset / self.delta) as u64)
             .filter(|&i| i < self.frame_count())
     }
-}
-
-fn set_discard_others(media: &mut Media) {
-    // SAFETY: valid AVFormatContext with `nb_streams` valid stream pointers; only `discard` is
-    // written.
-    unsafe {
-        let ctx = media.input.as_mut_ptr();
-        for i in 0..(*ctx).nb_streams as usize {
-            let st = *(*ctx).streams.add(i);
-            (*st).discard = if i == media.stream {
-                ffi::AVDiscard::AVDISCARD_DEFAULT
-            } else {
-                ffi::AVDiscard::AVDISCARD_ALL
-            };
-        }
-    }
-}
-
-fn read_video_packet(media: &mut Media) -> Option<ffmpeg::Packet> {
-    for _ in 0..64 {
-        let mut packet = ffmpeg::Packet::empty();
-        match packet.read(&mut media.input) {
-            Ok(()) if packet.stream() == media.stream => return Some(packet),
-            Ok(()) => {}
-            Err(_) => return None,
-        }
-    }
-    None
 }
 
 /// What one worker decodes: a keyframe packet and where its RGB goes.
@@ -369,12 +341,7 @@ pub(crate) fn sample(
         let workers = threads.clamp(1, jobs.len().max(1));
         // One worker: let the decoder use the cores (slice threads); several: one core each.
         let decoder_threads = if workers == 1 { threads } else { 1 };
-        let stream = media
-            .input
-            .stream(media.stream)
-            .ok_or_else(|| Error::NoVideoStream {
-                source_name: media.source_name.clone(),
-            })?;
+        let stream = media.video_stream()?;
         let parameters = stream.parameters();
         // SAFETY: reading a plain field of a valid AVStream.
         let time_base = unsafe { (*stream.as_ptr()).time_base };
@@ -445,18 +412,7 @@ fn decode_share(
     size: OutputSize,
     rotation: u32,
 ) -> bool {
-    let Ok(mut ctx) = ffmpeg::codec::context::Context::from_parameters(parameters) else {
-        return false;
-    };
-    // SAFETY: `ctx` owns a valid, not yet opened AVCodecContext; FFmpeg reads these fields when
-    // the codec is opened below.
-    unsafe {
-        let raw = ctx.as_mut_ptr();
-        (*raw).thread_count = threads.min(64) as i32;
-        (*raw).thread_type = ffi::FF_THREAD_SLICE;
-        (*raw).pkt_timebase = time_base;
-    }
-    let Ok(mut decoder) = ctx.decoder().video() else {
+    let Ok(mut decoder) = open_decoder(parameters, time_base, threads, ffi::FF_THREAD_SLICE) else {
         return false;
     };
     let mut converter = RgbConverter::new(size, rotation);

@@ -7,11 +7,10 @@
 
 use std::collections::HashMap;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 
 use crate::media::Media;
-use crate::{Error, Result};
+use crate::Result;
 
 /// One video packet as the demuxer returned it, in decode order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,67 +54,24 @@ pub(crate) struct PacketIndex {
     pub end_time: f64,
 }
 
-/// Gives up on a stream that returns this many unreadable packets in a row (a demuxer that keeps
-/// failing on a truncated file without making progress would otherwise loop forever).
-const MAX_CONSECUTIVE_READ_ERRORS: usize = 64;
-
 impl PacketIndex {
     /// Reads every packet of the video stream (others are discarded unread where the demuxer
     /// allows). Leaves `media` at the end of the file.
     pub fn build(media: &mut Media) -> Result<Self> {
-        let stream_index = media.stream;
-        // Skip other streams' packets inside the demuxer: cheaper, and nothing here needs them.
-        // SAFETY: `input` owns a valid AVFormatContext whose `streams` array has `nb_streams`
-        // valid entries; only the `discard` field is written.
-        unsafe {
-            let ctx = media.input.as_mut_ptr();
-            for i in 0..(*ctx).nb_streams as usize {
-                let st = *(*ctx).streams.add(i);
-                (*st).discard = if i == stream_index {
-                    ffi::AVDiscard::AVDISCARD_DEFAULT
-                } else {
-                    ffi::AVDiscard::AVDISCARD_ALL
-                };
-            }
-        }
+        media.discard_other_streams();
         let mut packets = Vec::new();
-        let mut errors = 0;
-        loop {
-            // A fresh packet each time: ffmpeg-next's `Packet::read` does not unreference what the
-            // packet held before, so reusing one leaked every packet's data (the whole file's size
-            // in RSS on a long video, and page faults that made this pass slow).
-            let mut packet = ffmpeg::Packet::empty();
-            match packet.read(&mut media.input) {
-                Ok(()) => {
-                    errors = 0;
-                    if packet.stream() != stream_index {
-                        continue;
-                    }
-                    let flags = packet.flags().bits();
-                    packets.push(PacketInfo {
-                        pts: packet.pts(),
-                        dts: packet.dts(),
-                        key: flags & ffi::AV_PKT_FLAG_KEY != 0,
-                        discard: flags & ffi::AV_PKT_FLAG_DISCARD != 0,
-                        pos: packet.position() as i64,
-                        duration: packet.duration(),
-                    });
-                }
-                Err(ffmpeg::Error::Eof) => break,
-                Err(ffmpeg::Error::InvalidData) if errors < MAX_CONSECUTIVE_READ_ERRORS => {
-                    errors += 1
-                }
-                // Any other error (I/O, a latched failure, a demuxer stuck on a truncated file)
-                // ends the packets that exist.
-                Err(_) => break,
-            }
+        while let Some(packet) = media.read_video_packet() {
+            let flags = packet.flags().bits();
+            packets.push(PacketInfo {
+                pts: packet.pts(),
+                dts: packet.dts(),
+                key: flags & ffi::AV_PKT_FLAG_KEY != 0,
+                discard: flags & ffi::AV_PKT_FLAG_DISCARD != 0,
+                pos: packet.position() as i64,
+                duration: packet.duration(),
+            });
         }
-        let stream = media
-            .input
-            .stream(stream_index)
-            .ok_or_else(|| Error::NoVideoStream {
-                source_name: media.source_name.clone(),
-            })?;
+        let stream = media.video_stream()?;
         let tb = stream.time_base();
         let time_base = if tb.denominator() != 0 {
             f64::from(tb)

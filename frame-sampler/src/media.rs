@@ -7,6 +7,7 @@ use std::io::Cursor;
 use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
 use ffmpeg_next::format::context::{Input, StreamIo};
 use ffmpeg_next::media::Type as MediaType;
 
@@ -39,6 +40,59 @@ pub(crate) struct Media {
     pub input: Input,
     pub stream: usize,
     pub source_name: String,
+}
+
+/// Gives up on a stream that returns this many unreadable packets in a row (a demuxer that keeps
+/// failing on a truncated file without making progress would otherwise loop forever).
+pub(crate) const MAX_CONSECUTIVE_READ_ERRORS: usize = 64;
+
+impl Media {
+    /// The video stream this crate works on.
+    pub fn video_stream(&self) -> Result<ffmpeg::format::stream::Stream<'_>> {
+        self.input
+            .stream(self.stream)
+            .ok_or_else(|| Error::NoVideoStream {
+                source_name: self.source_name.clone(),
+            })
+    }
+
+    /// Makes the demuxer skip every other stream's packets unread: nothing here needs them.
+    pub fn discard_other_streams(&mut self) {
+        // SAFETY: `input` owns a valid AVFormatContext whose `streams` array has `nb_streams`
+        // valid entries; only the `discard` field is written.
+        unsafe {
+            let ctx = self.input.as_mut_ptr();
+            for i in 0..(*ctx).nb_streams as usize {
+                let st = *(*ctx).streams.add(i);
+                (*st).discard = if i == self.stream {
+                    ffi::AVDiscard::AVDISCARD_DEFAULT
+                } else {
+                    ffi::AVDiscard::AVDISCARD_ALL
+                };
+            }
+        }
+    }
+
+    /// The next packet of the video stream, or `None` at the end of the readable data (EOF, an
+    /// I/O error, or [`MAX_CONSECUTIVE_READ_ERRORS`] unreadable packets in a row).
+    pub fn read_video_packet(&mut self) -> Option<ffmpeg::Packet> {
+        let mut errors = 0;
+        loop {
+            // A fresh packet each time: ffmpeg-next's `Packet::read` does not unreference what
+            // a reused packet held, so reusing one leaks every packet's data.
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) if packet.stream() == self.stream => return Some(packet),
+                Ok(()) => errors = 0,
+                Err(ffmpeg::Error::InvalidData) if errors < MAX_CONSECUTIVE_READ_ERRORS => {
+                    errors += 1
+                }
+                // EOF, or an error that ends the readable data (I/O, a latched failure, a
+                // demuxer stuck on a truncated file).
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 /// Opens `source` and picks its best video stream (cover art is not video).

@@ -5,7 +5,7 @@ use ffmpeg_next::ffi;
 
 use crate::index::PacketIndex;
 use crate::media::{self, Media};
-use crate::{Error, FrameCountSource, Result, Source, VideoInfo};
+use crate::{FrameCountSource, Result, Source, VideoInfo};
 
 /// Facts read from the headers alone (no packets read).
 #[derive(Clone, Debug)]
@@ -26,12 +26,7 @@ pub(crate) struct StreamFacts {
 
 impl StreamFacts {
     pub fn read(media: &Media) -> Result<Self> {
-        let stream = media
-            .input
-            .stream(media.stream)
-            .ok_or_else(|| Error::NoVideoStream {
-                source_name: media.source_name.clone(),
-            })?;
+        let stream = media.video_stream()?;
         let params = stream.parameters();
         // SAFETY: `params` wraps the stream's valid AVCodecParameters; plain fields are read.
         let (w, h) = unsafe { ((*params.as_ptr()).width, (*params.as_ptr()).height) };

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use ffmpeg_next::util::frame::video::Video as VideoFrame;
 
 use crate::convert::RgbConverter;
-use crate::decode::{FrameSink, SampleStats, ScanTargets, Session};
+use crate::decode::{self, FrameSink, SampleStats, ScanTargets, Session};
 use crate::fast;
 use crate::index::{Identity, PacketIndex};
 use crate::media;
@@ -124,13 +124,7 @@ fn sample_with(
             frame_bytes,
             max_frames,
         };
-        let threads = if options.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            options.threads
-        };
+        let threads = decode::resolve_threads(options.threads);
         let exact = options.seek == SeekMode::Exact;
         let found = fast::sample(&mut media, options, exact, &facts, &out, threads, |e| {
             plan_error(e, &source_name, frame_bytes)
