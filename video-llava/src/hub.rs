@@ -26,9 +26,10 @@ const OPTIONAL: &[&str] = &[
     "preprocessor_config.json",
 ];
 
-/// Whether `HF_HUB_OFFLINE` asks for cache-only operation (as huggingface_hub reads it).
-pub fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
+/// Whether the environment variable `name` is set to a true value, as huggingface_hub reads
+/// its flags: `1`, `true`, `yes` or `on`, in any case.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name)
         .map(|v| {
             matches!(
                 v.trim().to_ascii_lowercase().as_str(),
@@ -38,17 +39,15 @@ pub fn offline_from_env() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `HF_HUB_OFFLINE` asks for cache-only operation (as huggingface_hub reads it).
+pub fn offline_from_env() -> bool {
+    env_flag("HF_HUB_OFFLINE")
+}
+
 /// Whether `HF_HUB_DISABLE_PROGRESS_BARS` turns the download progress bars off (as
 /// huggingface_hub reads it). They are drawn on stderr, and only when it is a terminal.
 pub fn progress_disabled_from_env() -> bool {
-    std::env::var("HF_HUB_DISABLE_PROGRESS_BARS")
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
-        .unwrap_or(false)
+    env_flag("HF_HUB_DISABLE_PROGRESS_BARS")
 }
 
 /// The hub cache directory: `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
