@@ -163,28 +163,11 @@ def bench_model(reps):
     ref_times = {"vision": [], "prefill": [], "decode tok/s": []}
     our_times = {"vision": [], "prefill": [], "decode tok/s": []}
 
-    @torch.no_grad()
     def run_reference():
-        t0 = time.perf_counter()
-        feats = model_video_features(ref, pv)
-        t1 = time.perf_counter()
-        embeds = ref.get_input_embeddings()(ids)
-        mask = (ids == ref.config.video_token_index)[..., None].expand_as(embeds)
-        embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
-        lm = ref.model.language_model
-        out = lm(inputs_embeds=embeds, use_cache=True)
-        logits = ref.lm_head(out.last_hidden_state[:, -1:])
-        t2 = time.perf_counter()
-        past = out.past_key_values
-        tok = logits.argmax(-1)
-        for _ in range(NEW_TOKENS):
-            o = lm(input_ids=tok, past_key_values=past, use_cache=True)
-            past = o.past_key_values
-            tok = ref.lm_head(o.last_hidden_state[:, -1:]).argmax(-1)
-        t3 = time.perf_counter()
-        ref_times["vision"].append(t1 - t0)
-        ref_times["prefill"].append(t2 - t1)
-        ref_times["decode tok/s"].append(NEW_TOKENS / (t3 - t2))
+        vision, prefill, decode = reference_stages(ref, ids, pv, NEW_TOKENS)
+        ref_times["vision"].append(vision)
+        ref_times["prefill"].append(prefill)
+        ref_times["decode tok/s"].append(decode)
 
     def run_ours():
         out = ours.generate(QUESTION, frames=frames, max_new_tokens=NEW_TOKENS + 1, temperature=0.0)
@@ -214,6 +197,36 @@ def bench_model(reps):
     text = "\n".join(rows)
     print(text, flush=True)
     return [text]
+
+
+def reference_stages(ref, ids, pv, new_tokens, sync=lambda: None):
+    """transformers' vision encoding, prefill of `ids` and `new_tokens` greedy decode steps:
+    (vision s, prefill s, decode tokens/s). `sync` waits for the device (a no-op on the CPU); it
+    runs at each stage's end and after each decode step, as reading a token back does."""
+    import torch
+
+    with torch.no_grad():
+        sync()
+        t0 = time.perf_counter()
+        feats = model_video_features(ref, pv)
+        sync()
+        t1 = time.perf_counter()
+        embeds = ref.get_input_embeddings()(ids)
+        mask = (ids == ref.config.video_token_index)[..., None].expand_as(embeds)
+        embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
+        lm = ref.model.language_model
+        out = lm(inputs_embeds=embeds, use_cache=True)
+        tok = ref.lm_head(out.last_hidden_state[:, -1:]).argmax(-1)
+        sync()
+        t2 = time.perf_counter()
+        past = out.past_key_values
+        for _ in range(new_tokens):
+            o = lm(input_ids=tok, past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            tok = ref.lm_head(o.last_hidden_state[:, -1:]).argmax(-1)
+            sync()
+        t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, new_tokens / (t3 - t2)
 
 
 def model_video_features(ref, pv):

@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 
-from compare import model_video_features  # noqa: E402
+from compare import reference_stages  # noqa: E402
 from make_bench_model import random_model, save  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
@@ -44,36 +44,15 @@ def sync(device):
 
 
 def time_transformers(model, ids, pixels, device, new_tokens, reps):
-    """Vision, prefill and greedy decode, each ended by a device sync; rep 0 is a warm-up."""
-    lm = model.model.language_model
+    """compare.py's reference stages, device-synchronized, medians of `reps` after a warm-up rep."""
     times = {"vision": [], "prefill": [], "decode": []}
-    with torch.no_grad():
-        for rep in range(reps + 1):
-            sync(device)
-            t0 = time.perf_counter()
-            feats = model_video_features(model, pixels)
-            sync(device)
-            t1 = time.perf_counter()
-            embeds = model.get_input_embeddings()(ids)
-            mask = (ids == model.config.video_token_index)[..., None].expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
-            out = lm(inputs_embeds=embeds, use_cache=True)
-            tok = model.lm_head(out.last_hidden_state[:, -1:]).argmax(-1)
-            tok.item()  # waits for the device, as reading the token back does in `stages`
-            t2 = time.perf_counter()
-            past = out.past_key_values
-            for _ in range(new_tokens):
-                o = lm(input_ids=tok, past_key_values=past, use_cache=True)
-                past = o.past_key_values
-                tok = model.lm_head(o.last_hidden_state[:, -1:]).argmax(-1)
-                tok.item()
-            t3 = time.perf_counter()
-            v, p, d = t1 - t0, t2 - t1, new_tokens / (t3 - t2)
-            print(f"transformers rep {rep}: vision {v:.4f}s prefill {p:.4f}s decode {d:.2f} tok/s", flush=True)
-            if rep > 0:
-                times["vision"].append(v)
-                times["prefill"].append(p)
-                times["decode"].append(d)
+    for rep in range(reps + 1):
+        v, p, d = reference_stages(model, ids, pixels, new_tokens, sync=lambda: sync(device))
+        print(f"transformers rep {rep}: vision {v:.4f}s prefill {p:.4f}s decode {d:.2f} tok/s", flush=True)
+        if rep > 0:
+            times["vision"].append(v)
+            times["prefill"].append(p)
+            times["decode"].append(d)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
