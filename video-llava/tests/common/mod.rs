@@ -1,0 +1,112 @@
+//! Shared by the golden and pipeline tests: the fixture models made by
+//! tests/fixtures/make_fixtures.py, their golden outputs from transformers, and the shared pixels.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every fixture model directory (one with a golden.json), sorted by name.
+pub fn fixture_models() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("golden.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// One golden case: its prompt and which of the shared pixel inputs it uses.
+pub struct Case {
+    pub name: String,
+    pub prompt: String,
+    pub video: bool,
+    pub images: usize,
+}
+
+/// A fixture model's golden.json cases and golden.safetensors tensors (`{case}.{what}`).
+pub struct Golden {
+    pub cases: Vec<Case>,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl Golden {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json"))?)?;
+        let cases = json["cases"]
+            .as_array()
+            .context("golden.json has cases")?
+            .iter()
+            .map(|c| {
+                Ok(Case {
+                    name: c["name"].as_str().context("case name")?.to_string(),
+                    prompt: c["prompt"].as_str().context("case prompt")?.to_string(),
+                    video: c["video"].as_bool().context("case video")?,
+                    images: c["images"].as_u64().context("case images")? as usize,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ensure!(!cases.is_empty(), "{}: no cases", dir.display());
+        let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
+        Ok(Self { cases, tensors })
+    }
+
+    /// The golden tensor `{case}.{what}`.
+    pub fn tensor(&self, case: &str, what: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(&format!("{case}.{what}"))
+            .with_context(|| format!("golden tensor {case}.{what}"))
+    }
+
+    /// The golden token ids `{case}.{what}` (input_ids, greedy).
+    pub fn ids(&self, case: &str, what: &str) -> Result<Vec<u32>> {
+        let t = self.tensor(case, what)?;
+        Ok(t.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
+    }
+
+    pub fn case(&self, name: &str) -> Result<&Case> {
+        self.cases
+            .iter()
+            .find(|c| c.name == name)
+            .with_context(|| format!("golden case {name}"))
+    }
+}
+
+/// The shared pixel inputs (f16 on disk) as f32, what the reference saw:
+/// video `(1, 8, 3, 224, 224)`, images `(2, 3, 224, 224)`.
+pub fn inputs() -> Result<(Tensor, Tensor)> {
+    let t = candle_core::safetensors::load(fixtures().join("inputs.safetensors"), &Device::Cpu)?;
+    Ok((
+        t["video"].to_dtype(DType::F32)?,
+        t["images"].to_dtype(DType::F32)?,
+    ))
+}
+
+/// The video and the first `case.images` images, as the case uses them.
+pub fn case_pixels(
+    case: &Case,
+    video: &Tensor,
+    images: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let v = case.video.then(|| video.clone());
+    let i = (case.images > 0)
+        .then(|| images.narrow(0, 0, case.images))
+        .transpose()?;
+    Ok((v, i))
+}
+
+/// max |a - b| / max |b|.
+pub fn relative_error(ours: &Tensor, reference: &Tensor) -> Result<f32> {
+    let diff = (ours - reference)?.abs()?.max(0)?.to_scalar::<f32>()?;
+    let scale = reference.abs()?.max(0)?.to_scalar::<f32>()?;
+    Ok(diff / scale)
+}
