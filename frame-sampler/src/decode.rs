@@ -250,6 +250,24 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Tells the decoder no more packets come, so it outputs what it holds.
+    fn drain(&mut self) {
+        // Ignore the result: a decoder that is already draining reports EOF again.
+        let _ = self.decoder.send_eof();
+        self.draining = true;
+    }
+
+    /// Sends the next packet in full, or starts draining at the end of the data.
+    fn feed_next(&mut self) -> Result<()> {
+        match self.read_packet() {
+            Some(p) => {
+                self.send(p, false)?;
+            }
+            None => self.drain(),
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) {
         self.decoder.flush();
         self.draining = false;
@@ -470,18 +488,13 @@ impl<'a> Session<'a> {
                         if let Some(d) = pos {
                             *next_send = Some(d + 1);
                             if self.drain_at == Some(d) {
-                                let _ = self.decoder.send_eof();
-                                self.draining = true;
+                                self.drain();
                                 self.drained_early = true;
                             }
                         }
                     }
                 }
-                None => {
-                    // Ignore the result: a decoder that is already draining reports EOF again.
-                    let _ = self.decoder.send_eof();
-                    self.draining = true;
-                }
+                None => self.drain(),
             }
         }
     }
@@ -530,8 +543,7 @@ impl<'a> Session<'a> {
             }
             // Draining right after the keyframe makes the decoder output it without waiting for
             // the pictures that would normally follow.
-            let _ = self.decoder.send_eof();
-            self.draining = true;
+            self.drain();
             let mut found = false;
             while self.receive(&mut frame)?.is_some() {
                 if !found && frame.pts().or(frame.timestamp()) == Some(kpts) {
@@ -571,15 +583,7 @@ impl<'a> Session<'a> {
             if self.draining {
                 break;
             }
-            match self.read_packet() {
-                Some(p) => {
-                    self.send(p, false)?;
-                }
-                None => {
-                    let _ = self.decoder.send_eof();
-                    self.draining = true;
-                }
-            }
+            self.feed_next()?;
         }
         self.skip_nonref = skip;
         let Some((pts, last)) = last else {
@@ -655,15 +659,7 @@ impl<'a> Session<'a> {
             if self.draining {
                 return Ok(last);
             }
-            match self.read_packet() {
-                Some(p) => {
-                    self.send(p, false)?;
-                }
-                None => {
-                    let _ = self.decoder.send_eof();
-                    self.draining = true;
-                }
-            }
+            self.feed_next()?;
         }
     }
 }
