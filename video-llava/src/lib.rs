@@ -8,6 +8,7 @@
 //! - [`prompt`]: tokenizer, USER/ASSISTANT template, placeholder expansion.
 //! - [`generation`]: sampling parameters, logits processing, incremental detokenizing, stop conditions.
 //! - [`pipeline`]: the typed API, [`VideoLlava`].
+//! - [`quantize`]: which weights are quantized to which GGUF block type; saving GGUF models.
 //! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
 
 #[cfg(feature = "video")]
@@ -22,6 +23,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod prompt;
+pub mod quantize;
 pub mod weights;
 
 #[cfg(feature = "video")]
@@ -32,5 +34,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "video")]
 pub use frame_sampler;
 pub use generation::{CancelToken, GenerationParams, StopReason};
-pub use pipeline::{Generation, ImageInput, Request, TextStream, Timings, VideoInput, VideoLlava};
+pub use pipeline::{
+    Generation, ImageInput, LoadOptions, Request, TextStream, Timings, VideoInput, VideoLlava,
+};
 pub use prompt::PromptTokenizer;
+pub use quantize::{Quantization, QuantizeOptions};

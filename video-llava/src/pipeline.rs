@@ -17,7 +17,72 @@ use crate::generation::{CancelToken, GenerationParams, LogitsProcessor, OutputTe
 use crate::model::VideoLlavaModel;
 use crate::preprocess::{self, IMAGE_SIZE};
 use crate::prompt::{count_placeholders, format_prompt, PlaceholderSpec, PromptTokenizer};
+use crate::quantize::{self, Quantization, QuantizeOptions, SaveReport};
 use crate::{Error, Result};
+
+/// How [`VideoLlava::from_pretrained_with`] loads a checkpoint: device, compute dtype and
+/// quantization.
+///
+/// ```no_run
+/// use video_llava::{DType, Device, LoadOptions, Quantization, VideoLlava};
+///
+/// # fn main() -> video_llava::Result<()> {
+/// let options = LoadOptions::new(&Device::Cpu, DType::F32).quantize(Quantization::Q4K);
+/// let model = VideoLlava::from_pretrained_with("LanguageBind/Video-LLaVA-7B-hf", &options)?;
+/// model.save_quantized("video-llava-7b-q4k".as_ref())?; // loads later without quantizing
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Where the weights live and the model runs.
+    pub device: Device,
+    /// The compute dtype (f32, f16 or bf16); embeddings, norms and unquantized weights use it.
+    pub dtype: DType,
+    /// The block type of the Llama's linear weights, quantized while the checkpoint is read.
+    pub quantize: Quantization,
+    /// Also quantize the vision towers' and projector's linear weights (to Q8_0).
+    pub quantize_vision: bool,
+}
+
+impl Default for LoadOptions {
+    /// The CPU, float32, no quantization.
+    fn default() -> Self {
+        Self::new(&Device::Cpu, DType::F32)
+    }
+}
+
+impl LoadOptions {
+    /// Full precision on `device` in `dtype`.
+    pub fn new(device: &Device, dtype: DType) -> Self {
+        Self {
+            device: device.clone(),
+            dtype,
+            quantize: Quantization::None,
+            quantize_vision: false,
+        }
+    }
+
+    /// Sets the Llama's quantization.
+    pub fn quantize(mut self, quantize: Quantization) -> Self {
+        self.quantize = quantize;
+        self
+    }
+
+    /// Sets whether the vision towers and projector are quantized too.
+    pub fn quantize_vision(mut self, yes: bool) -> Self {
+        self.quantize_vision = yes;
+        self
+    }
+
+    /// The quantization part.
+    pub fn quantize_options(&self) -> QuantizeOptions {
+        QuantizeOptions {
+            text: self.quantize,
+            vision: self.quantize_vision,
+        }
+    }
+}
 
 /// Frames, a video source, or pixels already preprocessed.
 #[derive(Clone, Debug)]
@@ -272,8 +337,17 @@ impl Pixels {
 }
 
 impl VideoLlava {
-    /// Loads a model from a local directory, or (feature `hub`) a hub repo id.
+    /// Loads a model from a local directory, or (feature `hub`) a hub repo id, in full
+    /// precision (or as saved, for a directory [`VideoLlava::save_quantized`] wrote).
     pub fn from_pretrained(dir_or_repo: &str, device: &Device, dtype: DType) -> Result<Self> {
+        Self::from_pretrained_with(dir_or_repo, &LoadOptions::new(device, dtype))
+    }
+
+    /// Loads a model from a local directory, or (feature `hub`) a hub repo id, with `options`:
+    /// the Llama's linear weights are quantized one tensor at a time as they are read, so the
+    /// full-precision model is never resident. A directory written by
+    /// [`VideoLlava::save_quantized`] (a `model.gguf`) loads without quantizing again.
+    pub fn from_pretrained_with(dir_or_repo: &str, options: &LoadOptions) -> Result<Self> {
         #[cfg(feature = "hub")]
         let dir = crate::hub::resolve(dir_or_repo)?;
         #[cfg(not(feature = "hub"))]
@@ -287,11 +361,17 @@ impl VideoLlava {
             }
             dir
         };
-        Self::from_dir(&dir, device, dtype)
+        Self::from_dir_with(&dir, options)
     }
 
-    /// Loads a model from a local directory: `config.json`, the safetensors and `tokenizer.json`.
+    /// Loads a model from a local directory: `config.json`, the safetensors (or `model.gguf`)
+    /// and `tokenizer.json`.
     pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::from_dir_with(dir, &LoadOptions::new(device, dtype))
+    }
+
+    /// [`VideoLlava::from_dir`] with [`LoadOptions`].
+    pub fn from_dir_with(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let tokenizer_path = dir.join("tokenizer.json");
         if dir.is_dir() && !tokenizer_path.is_file() {
             return Err(Error::MissingFile {
@@ -299,7 +379,12 @@ impl VideoLlava {
                 what: "tokenizer.json (the checkpoint's tokenizer)".into(),
             });
         }
-        let model = VideoLlavaModel::load(dir, device, dtype)?;
+        let model = VideoLlavaModel::load_quantized(
+            dir,
+            &options.device,
+            options.dtype,
+            options.quantize_options(),
+        )?;
         let tokenizer = PromptTokenizer::from_file(
             &tokenizer_path,
             PlaceholderSpec::from_config(model.config()),
@@ -326,6 +411,33 @@ impl VideoLlava {
     /// The configuration.
     pub fn config(&self) -> &VideoLlavaConfig {
         self.inner.model.config()
+    }
+
+    /// What the weights hold: which parts are quantized, and to what.
+    pub fn quantization(&self) -> QuantizeOptions {
+        self.inner.model.quantization()
+    }
+
+    /// Writes this model, quantized as it was loaded, to the new or empty directory `dst` as
+    /// `model.gguf` plus `config.json` and `tokenizer.json` ([`quantize::save_quantized`]);
+    /// [`VideoLlava::from_pretrained`] loads `dst` memory-mapped, without quantizing again.
+    ///
+    /// The tensors are read again from the checkpoint the model was loaded from, one at a time
+    /// (the quantization is deterministic, so the blocks are those the model holds). A model
+    /// loaded from a GGUF directory is copied. Errors: [`Error::InvalidRequest`] for a model
+    /// loaded without quantization or a non-empty `dst`, [`Error::Io`] writing `dst`.
+    pub fn save_quantized(&self, dst: &Path) -> Result<SaveReport> {
+        let options = self.quantization();
+        if options.is_none() {
+            return Err(Error::InvalidRequest(
+                "this model was loaded without quantization: load it with a quantization (q8_0, q4k, q6k) before saving it quantized".into(),
+            ));
+        }
+        let src = self.dir();
+        if crate::weights::ModelFiles::locate(src)?.gguf.is_some() {
+            return quantize::copy_model_dir(src, dst);
+        }
+        quantize::save_quantized(src, dst, options, &mut |_, _| {})
     }
 
     /// The tokenizer with the prompt template's placeholder expansion.

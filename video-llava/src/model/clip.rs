@@ -4,12 +4,11 @@
 //! output of encoder layer `i` (1-based), so feature layer -2 of a 24-layer tower is the output
 //! of layer 23. Layers past the deepest selected one, and `post_layernorm`, are never loaded.
 
-use candle_core::{DType, Module, Tensor, D};
-use candle_nn::Linear;
+use candle_core::{DType, Tensor, D};
 
 use super::attention::softmax_owned;
 use super::fused::activate_owned;
-use super::layers::{fused_linear, linear, LayerNorm};
+use super::layers::{fused_linear, linear, LayerNorm, Linear};
 use crate::config::{Activation, VisionConfig};
 use crate::weights::Scope;
 use crate::{Error, Result};

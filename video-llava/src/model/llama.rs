@@ -2,12 +2,10 @@
 //! attention against a preallocated KV cache, SiLU MLP, untied LM head on the last position.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Linear;
 
 use super::attention::causal_attention;
 use super::fused::gated;
-use super::layers::{fused_linear, linear};
-use super::matvec::{linear_forward, matvec};
+use super::layers::{fused_linear, linear, Linear};
 use crate::config::TextConfig;
 use crate::weights::Scope;
 use crate::{Error, Result};
@@ -74,7 +72,7 @@ pub struct Llama {
     embed_tokens: Tensor,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     /// `(max_position_embeddings, head_dim / 2)` RoPE tables, in the model dtype.
     cos: Tensor,
     sin: Tensor,
@@ -121,9 +119,9 @@ impl Llama {
         }
         let norm = vb.pp("norm").get(&[d], "weight")?;
         let lm_head = if tied && !head.contains("weight") {
-            embed_tokens.clone()
+            Linear::Dense(candle_nn::Linear::new(embed_tokens.clone(), None))
         } else {
-            head.get(&[cfg.vocab_size, d], "weight")?
+            linear(head, d, cfg.vocab_size, false)?
         };
         let (cos, sin) = rope_tables(cfg, embed_tokens.dtype(), embed_tokens.device())?;
         Ok(Self {
@@ -209,10 +207,7 @@ impl Llama {
         cache.len = offset + seq;
         let last = xs.narrow(1, seq - 1, 1)?.reshape((1, d))?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps as f32)?;
-        let logits = match matvec(&last, &self.lm_head, None)? {
-            Some(logits) => logits,
-            None => last.matmul(&self.lm_head.t()?)?,
-        };
+        let logits = self.lm_head.forward(&last)?;
         Ok(logits.reshape(self.cfg.vocab_size)?.to_dtype(DType::F32)?)
     }
 
@@ -239,7 +234,9 @@ impl Llama {
         let normed = candle_nn::ops::rms_norm(xs, &layer.input_layernorm, eps)?;
         // q, k and v from one matmul, laid out (1, heads, S, head_dim) by one copy; with batch 1
         // each narrow along the head axis stays contiguous.
-        let qkv = linear_forward(&layer.qkv, &normed)?
+        let qkv = layer
+            .qkv
+            .forward(&normed)?
             .reshape((1, seq, h + 2 * kvh, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -249,11 +246,11 @@ impl Llama {
         k_cache.slice_set(&k, 2, offset)?;
         v_cache.slice_set(&v, 2, offset)?;
         let attn = causal_attention(&q, k_cache, v_cache, offset)?;
-        let xs = (xs + linear_forward(&layer.o_proj, &attn)?)?;
+        let xs = (xs + layer.o_proj.forward(&attn)?)?;
 
         let normed = candle_nn::ops::rms_norm(&xs, &layer.post_attention_layernorm, eps)?;
-        let gated = gated(cfg.hidden_act, &linear_forward(&layer.gate_up, &normed)?)?;
-        xs + linear_forward(&layer.down_proj, &gated)?
+        let gated = gated(cfg.hidden_act, &layer.gate_up.forward(&normed)?)?;
+        xs + layer.down_proj.forward(&gated)?
     }
 
     /// The configuration it was built from.

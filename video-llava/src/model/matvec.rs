@@ -4,19 +4,10 @@
 //! gemm's 1-row path runs on one core here; splitting the output rows across the cores reads the
 //! weights with all of them. Other shapes, devices and dtypes take candle's matmul.
 
-use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
-use candle_nn::Linear;
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 
 /// Below this many weights one thread streams them faster than threads start.
 const PARALLEL_MIN: usize = 1 << 18;
-
-/// `linear.forward(xs)`, through [`matvec`] when `xs` holds a single row.
-pub(crate) fn linear_forward(linear: &Linear, xs: &Tensor) -> candle_core::Result<Tensor> {
-    match matvec(xs, linear.weight(), linear.bias())? {
-        Some(out) => Ok(out),
-        None => linear.forward(xs),
-    }
-}
 
 /// `xs @ weight^T (+ bias)` for `xs` `(.., in)` holding one row and `weight` `(out, in)`, both
 /// contiguous f32 on the CPU; `None` for anything else (the caller uses candle's matmul).
@@ -96,6 +87,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Module;
+    use candle_nn::Linear;
 
     #[test]
     fn matches_candle_matmul() -> candle_core::Result<()> {
@@ -105,9 +98,10 @@ mod tests {
         for (out_dim, with_bias) in [(1000, true), (7, false)] {
             let w = Tensor::randn(0f32, 1.0, (out_dim, 1030), &dev)?;
             let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
-            let lin = Linear::new(w, with_bias.then_some(b));
+            let bias = with_bias.then_some(b);
             let x = Tensor::randn(0f32, 1.0, (1, 1, 1030), &dev)?;
-            let got = linear_forward(&lin, &x)?;
+            let got = matvec(&x, &w, bias.as_ref())?.expect("one row takes the kernel");
+            let lin = Linear::new(w, bias);
             let want = lin.forward(&x)?;
             assert_eq!(got.dims(), want.dims());
             let diff = (got - want)?

@@ -22,6 +22,7 @@ pub use llama::{KvCache, Llama};
 pub use projector::Projector;
 
 use crate::config::{Activation, SelectStrategy, VideoLlavaConfig};
+use crate::quantize::{Fallback, QuantizeOptions};
 use crate::weights::{Component, ModelFiles, Weights};
 use crate::{Error, Result};
 
@@ -57,14 +58,28 @@ pub struct VideoLlavaModel {
     video_tower: VisionTower,
     projector: Projector,
     llama: Llama,
+    quantization: QuantizeOptions,
+    fallbacks: Vec<Fallback>,
 }
 
 impl VideoLlavaModel {
-    /// Loads `config.json` and the safetensors of a model directory onto `device` in `dtype`.
+    /// Loads `config.json` and the weights (safetensors, or a saved `model.gguf`) of a model
+    /// directory onto `device` in `dtype`.
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_quantized(dir, device, dtype, QuantizeOptions::default())
+    }
+
+    /// Like [`VideoLlavaModel::load`], quantizing the weights `quantize` names as they are read
+    /// (see [`crate::quantize`]); a GGUF directory is loaded as saved.
+    pub fn load_quantized(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        quantize: QuantizeOptions,
+    ) -> Result<Self> {
         let files = ModelFiles::locate(dir)?;
         let config = VideoLlavaConfig::from_file(&files.config)?;
-        let weights = Weights::open(&files, device, dtype)?;
+        let weights = Weights::open_quantized(&files, device, dtype, quantize)?;
         Self::from_weights(config, &weights)
     }
 
@@ -96,7 +111,20 @@ impl VideoLlavaModel {
             video_tower,
             projector,
             llama,
+            quantization: weights.quantization(),
+            fallbacks: weights.fallbacks(),
         })
+    }
+
+    /// What the weights hold: which parts are quantized, and to what.
+    pub fn quantization(&self) -> QuantizeOptions {
+        self.quantization
+    }
+
+    /// The linear weights kept in another type than asked (rows that do not divide into the
+    /// type's blocks), in load order.
+    pub fn quantization_fallbacks(&self) -> &[Fallback] {
+        &self.fallbacks
     }
 
     /// The configuration.

@@ -1,10 +1,9 @@
 //! The multimodal projector: linear -> activation (exact GELU) -> linear.
 
-use candle_core::{Module, Tensor};
-use candle_nn::Linear;
+use candle_core::Tensor;
 
 use super::activate;
-use super::layers::linear;
+use super::layers::{linear, Linear};
 use crate::config::{Activation, VideoLlavaConfig};
 use crate::weights::Scope;
 use crate::Result;
