@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use video_llava::Quantization;
 
 /// Video understanding from the shell: answers and thumbnails for videos, frames, probes and
 /// storyboards.
@@ -32,6 +33,9 @@ pub enum Command {
     Thumbnail(ThumbnailArgs),
     /// Write one contact-sheet image: representative frames in a grid, each with its timestamp.
     Storyboard(StoryboardArgs),
+    /// Quantize a checkpoint once and save it as GGUF (model.gguf next to config.json and
+    /// tokenizer.json); `analyze --model DST` then loads it without quantizing again.
+    Quantize(QuantizeArgs),
 }
 
 /// `video-llava analyze`.
@@ -57,6 +61,13 @@ pub struct AnalyzeArgs {
     /// Weight and activation type [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeChoice>,
+    /// Quantize the language model's linear weights while loading: q8_0 (8-bit), q4k (4-bit),
+    /// q6k (6-bit) or none. A directory written by `video-llava quantize` is loaded as saved.
+    #[arg(long, default_value = "none", value_name = "TYPE", value_parser = parse_quantization)]
+    pub quantize: Quantization,
+    /// Also quantize the vision towers and the projector (to q8_0).
+    #[arg(long)]
+    pub quantize_vision: bool,
     /// Frames sampled from each video and shown to the model.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub frames: u16,
@@ -79,6 +90,23 @@ pub struct AnalyzeArgs {
     /// skipped, so an interrupted batch resumes where it stopped.
     #[arg(long, value_name = "FILE")]
     pub jsonl: Option<PathBuf>,
+}
+
+/// `video-llava quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The checkpoint: a local model directory of safetensors or a Hugging Face Hub repo id.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// The new (or empty) directory to write the quantized model into.
+    #[arg(value_name = "DST")]
+    pub dst: PathBuf,
+    /// The block type of the language model's linear weights: q8_0, q4k or q6k.
+    #[arg(long, value_name = "TYPE", value_parser = parse_quantization)]
+    pub quantize: Quantization,
+    /// Also quantize the vision towers and the projector (to q8_0).
+    #[arg(long)]
+    pub quantize_vision: bool,
 }
 
 /// `video-llava probe`.
@@ -179,6 +207,11 @@ pub enum SeekChoice {
     Exact,
     /// The keyframe at or before it.
     Fast,
+}
+
+/// The core's parser, so the CLI accepts exactly the names every front end does.
+fn parse_quantization(s: &str) -> Result<Quantization, String> {
+    s.parse().map_err(|e: video_llava::Error| e.to_string())
 }
 
 fn parse_temperature(s: &str) -> Result<f64, String> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use video_llava::analyze::{Analysis, AnalyzerOptions, BatchItem, VideoAnalyzer};
-use video_llava::{GenerationParams, VideoLlava};
+use video_llava::{GenerationParams, LoadOptions, VideoLlava};
 
 use crate::cli::AnalyzeArgs;
 use crate::device;
@@ -110,8 +110,27 @@ fn load_model(args: &AnalyzeArgs) -> Result<VideoLlava, Failure> {
     let dir_str = dir
         .to_str()
         .ok_or_else(|| Failure::input(&dir_name, "the model path is not valid UTF-8"))?;
-    VideoLlava::from_pretrained(dir_str, &device, dtype)
-        .map_err(|e| Failure::from_model(&args.model, &e))
+    let options = LoadOptions::new(&device, dtype)
+        .quantize(args.quantize)
+        .quantize_vision(args.quantize_vision);
+    let model = VideoLlava::from_pretrained_with(dir_str, &options)
+        .map_err(|e| Failure::from_model(&args.model, &e))?;
+    report_fallbacks(model.model().quantization_fallbacks());
+    Ok(model)
+}
+
+/// Says on stderr which weights were kept in another type than asked.
+pub(crate) fn report_fallbacks(fallbacks: &[video_llava::quantize::Fallback]) {
+    if fallbacks.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: {} weight(s) kept in another type than asked:",
+        fallbacks.len()
+    );
+    for f in fallbacks {
+        eprintln!("  {f}");
+    }
 }
 
 /// How answers reach the user.

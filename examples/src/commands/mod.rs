@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod frames;
 pub mod probe;
+pub mod quantize;
 pub mod storyboard;
 pub mod thumbnail;
 
@@ -19,5 +20,6 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Frames(args) => frames::run(args),
         Command::Thumbnail(args) => thumbnail::run(args),
         Command::Storyboard(args) => storyboard::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }
