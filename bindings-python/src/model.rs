@@ -8,7 +8,7 @@ use candle_core::DeviceLocation;
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use video_llava::{DType, Device, Tensor};
+use video_llava::{DType, Device, LoadOptions, Quantization, Tensor};
 
 use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
 use crate::call::detached;
@@ -240,12 +240,14 @@ pub struct PyVideoLlava {
 impl PyVideoLlava {
     /// Loads a checkpoint from a local directory or a Hugging Face Hub repo id.
     #[staticmethod]
-    #[pyo3(signature = (path_or_repo_id, *, device="cpu", dtype="float32"))]
+    #[pyo3(signature = (path_or_repo_id, *, device="cpu", dtype="float32", quantize=None, quantize_vision=false))]
     fn from_pretrained(
         py: Python<'_>,
         path_or_repo_id: &Bound<'_, PyAny>,
         device: &str,
         dtype: &str,
+        quantize: Option<&str>,
+        quantize_vision: bool,
     ) -> PyResult<Self> {
         let source = if path_or_repo_id.cast::<PyString>().is_ok() {
             path_or_repo_id.extract::<String>()?
@@ -257,13 +259,17 @@ impl PyVideoLlava {
         };
         let device_value = parse_device(py, device)?;
         let dtype_value = parse_dtype(py, dtype)?;
+        let quantize: Quantization = quantize
+            .unwrap_or("none")
+            .parse()
+            .map_err(|e| Failure::Model(e).into_pyerr(py))?;
+        let options = LoadOptions::new(&device_value, dtype_value)
+            .quantize(quantize)
+            .quantize_vision(quantize_vision);
         let dir = source.clone();
-        let load_device = device_value.clone();
         let inner = detached(py, move || {
-            Ok(video_llava::VideoLlava::from_pretrained(
-                &dir,
-                &load_device,
-                dtype_value,
+            Ok(video_llava::VideoLlava::from_pretrained_with(
+                &dir, &options,
             )?)
         })?;
         let device = device_name(&device_value);
@@ -285,6 +291,37 @@ impl PyVideoLlava {
     #[getter]
     fn dtype(&self) -> String {
         self.dtype.clone()
+    }
+
+    /// The language model's quantization ("none", "q8_0", "q4k", "q6k").
+    #[getter]
+    fn quantization(&self) -> &'static str {
+        self.inner.quantization().text.as_str()
+    }
+
+    /// Whether the vision towers and projector are quantized (to q8_0).
+    #[getter]
+    fn vision_quantized(&self) -> bool {
+        self.inner.quantization().vision
+    }
+
+    /// The weights kept in another type than asked: one line each, naming the tensor.
+    #[getter]
+    fn quantization_fallbacks(&self) -> Vec<String> {
+        self.inner
+            .model()
+            .quantization_fallbacks()
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    /// Writes this quantized model to the new or empty directory ``dir`` as ``model.gguf``
+    /// plus ``config.json`` and ``tokenizer.json``; ``from_pretrained(dir)`` loads it without
+    /// quantizing again. Returns the GGUF file's path.
+    fn save_quantized(&self, py: Python<'_>, dir: PathBuf) -> PyResult<PathBuf> {
+        let model = self.inner.clone();
+        detached(py, move || Ok(model.save_quantized(&dir)?.path))
     }
 
     /// Expands the placeholders of a full prompt text and tokenizes it (BOS included).

@@ -1,6 +1,7 @@
 """Type stubs for video_llava (the native module ``video_llava._native``, re-exported)."""
 
 import os
+import pathlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, final
 
@@ -220,10 +221,15 @@ class VideoLlava:
         *,
         device: str = "cpu",
         dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
+        quantize_vision: bool = False,
     ) -> VideoLlava:
         """Loads a checkpoint from a directory or a Hub repo id.
 
-        ``device``: "cpu", "cuda", "cuda:N", "metal" or "auto".
+        ``device``: "cpu", "cuda", "cuda:N", "metal" or "auto". ``quantize`` quantizes the
+        language model's linear weights while they are read (``q8_0``, ``q4k``, ``q6k``);
+        ``quantize_vision`` also quantizes the vision towers and projector to q8_0. A directory
+        written by ``save_quantized`` loads as saved.
         """
     @property
     def device(self) -> str:
@@ -231,6 +237,18 @@ class VideoLlava:
     @property
     def dtype(self) -> str:
         """The compute dtype ("float32", "float16", "bfloat16")."""
+    @property
+    def quantization(self) -> Literal["none", "q8_0", "q4k", "q6k"]:
+        """The language model's quantization."""
+    @property
+    def vision_quantized(self) -> bool:
+        """Whether the vision towers and projector are quantized (to q8_0)."""
+    @property
+    def quantization_fallbacks(self) -> list[str]:
+        """The weights kept in another type than asked: one line each, naming the tensor."""
+    def save_quantized(self, dir: str | os.PathLike[str]) -> pathlib.Path:
+        """Writes this quantized model to a new or empty directory as ``model.gguf`` plus
+        ``config.json`` and ``tokenizer.json``; returns the GGUF file's path."""
     def tokenize(self, prompt: str, num_frames: int = 8) -> list[int]:
         """Expands the placeholders of a full prompt text and tokenizes it (BOS included)."""
     def generate(
