@@ -42,6 +42,18 @@ export declare class TokenStream {
 export declare class VideoLlava {
   /** Loads a model from a local directory or (when not a directory) a Hugging Face repo id. */
   static fromPretrained(pathOrRepoId: string, options?: LoadOptions): Promise<VideoLlava>
+  /** The language model's quantization: `none`, `q8_0`, `q4k` or `q6k`. */
+  get quantization(): 'none' | 'q8_0' | 'q4k' | 'q6k'
+  /** Whether the vision towers and projector are quantized (to q8_0). */
+  get visionQuantized(): boolean
+  /** The weights kept in another type than asked: one line each, naming the tensor. */
+  get quantizationFallbacks(): Array<string>
+  /**
+   * Writes this quantized model to the new or empty directory `dir` as `model.gguf` plus
+   * `config.json` and `tokenizer.json`; `fromPretrained(dir)` loads it without quantizing
+   * again. Resolves to the GGUF file's path.
+   */
+  saveQuantized(dir: string): Promise<string>
   /**
    * Answers a question about a video and/or images. `onToken` receives the text as it is
    * generated; aborting `signal` stops the generation and rejects with an `AbortError`.
@@ -142,6 +154,13 @@ export interface LoadOptions {
   device?: string
   /** `float32` (default), `float16` or `bfloat16`. */
   dtype?: 'float32' | 'float16' | 'bfloat16'
+  /**
+   * Quantize the language model's linear weights while they are read: `q8_0`, `q4k`, `q6k`
+   * or `none` (default). A directory written by `saveQuantized` loads as saved.
+   */
+  quantize?: 'none' | 'q8_0' | 'q4k' | 'q6k'
+  /** Also quantize the vision towers and the projector (to q8_0); default false. */
+  quantizeVision?: boolean
 }
 
 /** A piece of generated text, as `onToken` receives it and `model.stream()` yields it. */

@@ -6,7 +6,8 @@ use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Uint32Array, Unknow
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{
-    CancelToken, DType, Device, Generation as RsGeneration, Tensor, VideoLlava as RsVideoLlava,
+    CancelToken, DType, Device, Generation as RsGeneration, LoadOptions as RsLoadOptions,
+    Quantization, Tensor, VideoLlava as RsVideoLlava,
 };
 
 use crate::args;
@@ -25,6 +26,21 @@ pub struct LoadOptions {
     /// `float32` (default), `float16` or `bfloat16`.
     #[napi(ts_type = "'float32' | 'float16' | 'bfloat16'")]
     pub dtype: Option<String>,
+    /// Quantize the language model's linear weights while they are read: `q8_0`, `q4k`, `q6k`
+    /// or `none` (default). A directory written by `saveQuantized` loads as saved.
+    #[napi(ts_type = "'none' | 'q8_0' | 'q4k' | 'q6k'")]
+    pub quantize: Option<String>,
+    /// Also quantize the vision towers and the projector (to q8_0); default false.
+    pub quantize_vision: Option<bool>,
+}
+
+/// What `fromPretrained` loads with, converted on the calling thread.
+struct LoadCall {
+    path: String,
+    device: DeviceSpec,
+    dtype: DType,
+    quantize: Quantization,
+    quantize_vision: bool,
 }
 
 enum DeviceSpec {
@@ -66,6 +82,17 @@ impl LoadOptions {
             }
         };
         Ok((device, dtype))
+    }
+
+    /// The quantization, parsed by the core (so every front end accepts the same names).
+    fn quantization(&self) -> Result<(Quantization, bool), JsFailure> {
+        let quantize = self
+            .quantize
+            .as_deref()
+            .unwrap_or("none")
+            .parse::<Quantization>()
+            .map_err(JsFailure::from)?;
+        Ok((quantize, self.quantize_vision.unwrap_or(false)))
     }
 }
 
@@ -172,7 +199,7 @@ pub fn run_generation(
 /// The promise of [`VideoLlava::from_pretrained`].
 pub struct LoadTask {
     /// Taken by the one `compute`.
-    call: Option<Result<(String, DeviceSpec, DType), JsFailure>>,
+    call: Option<Result<LoadCall, JsFailure>>,
 }
 
 #[napi]
@@ -185,10 +212,13 @@ impl Task for LoadTask {
             .call
             .take()
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
-        Ok(call.and_then(|(path, device, dtype)| {
+        Ok(call.and_then(|call| {
             guarded(|| {
-                let device = device.open()?;
-                RsVideoLlava::from_pretrained(&path, &device, dtype).map_err(JsFailure::from)
+                let device = call.device.open()?;
+                let options = RsLoadOptions::new(&device, call.dtype)
+                    .quantize(call.quantize)
+                    .quantize_vision(call.quantize_vision);
+                RsVideoLlava::from_pretrained_with(&call.path, &options).map_err(JsFailure::from)
             })
         }))
     }
@@ -197,6 +227,39 @@ impl Task for LoadTask {
         output
             .map(|inner| VideoLlava { inner })
             .map_err(|f| f.into_napi(&env))
+    }
+}
+
+/// The promise of [`VideoLlava::save_quantized`].
+pub struct SaveQuantizedTask {
+    model: RsVideoLlava,
+    /// Taken by the one `compute`.
+    dir: Option<Result<String, JsFailure>>,
+}
+
+#[napi]
+impl Task for SaveQuantizedTask {
+    type Output = Result<String, JsFailure>;
+    type JsValue = String;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let dir = self
+            .dir
+            .take()
+            .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
+        let model = &self.model;
+        Ok(dir.and_then(|dir| {
+            guarded(|| {
+                let report = model
+                    .save_quantized(std::path::Path::new(&dir))
+                    .map_err(JsFailure::from)?;
+                Ok(report.path.display().to_string())
+            })
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|f| f.into_napi(&env))
     }
 }
 
@@ -431,10 +494,52 @@ impl VideoLlava {
         options: Option<Unknown<'_>>,
     ) -> AsyncTask<LoadTask> {
         let call = args::required::<String>("pathOrRepoId", path_or_repo_id).and_then(|path| {
-            let (device, dtype) = args::options::<LoadOptions>("options", options)?.parse()?;
-            Ok((path, device, dtype))
+            let options = args::options::<LoadOptions>("options", options)?;
+            let (device, dtype) = options.parse()?;
+            let (quantize, quantize_vision) = options.quantization()?;
+            Ok(LoadCall {
+                path,
+                device,
+                dtype,
+                quantize,
+                quantize_vision,
+            })
         });
         AsyncTask::new(LoadTask { call: Some(call) })
+    }
+
+    /// The language model's quantization: `none`, `q8_0`, `q4k` or `q6k`.
+    #[napi(getter, ts_return_type = "'none' | 'q8_0' | 'q4k' | 'q6k'")]
+    pub fn quantization(&self) -> String {
+        self.inner.quantization().text.as_str().to_string()
+    }
+
+    /// Whether the vision towers and projector are quantized (to q8_0).
+    #[napi(getter)]
+    pub fn vision_quantized(&self) -> bool {
+        self.inner.quantization().vision
+    }
+
+    /// The weights kept in another type than asked: one line each, naming the tensor.
+    #[napi(getter)]
+    pub fn quantization_fallbacks(&self) -> Vec<String> {
+        self.inner
+            .model()
+            .quantization_fallbacks()
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    /// Writes this quantized model to the new or empty directory `dir` as `model.gguf` plus
+    /// `config.json` and `tokenizer.json`; `fromPretrained(dir)` loads it without quantizing
+    /// again. Resolves to the GGUF file's path.
+    #[napi(catch_unwind, ts_args_type = "dir: string")]
+    pub fn save_quantized(&self, dir: Unknown<'_>) -> AsyncTask<SaveQuantizedTask> {
+        AsyncTask::new(SaveQuantizedTask {
+            model: self.inner.clone(),
+            dir: Some(args::required::<String>("dir", dir)),
+        })
     }
 
     /// Answers a question about a video and/or images. `onToken` receives the text as it is

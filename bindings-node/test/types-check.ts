@@ -51,7 +51,13 @@ async function main(): Promise<void> {
   const model: VideoLlava = await VideoLlava.fromPretrained('LanguageBind/Video-LLaVA-7B-hf', {
     device: 'cpu',
     dtype: 'float32',
+    quantize: 'q4k',
+    quantizeVision: true,
   })
+  const quantized: ['none' | 'q8_0' | 'q4k' | 'q6k', boolean, string[]] = [
+    model.quantization, model.visionQuantized, model.quantizationFallbacks,
+  ]
+  const ggufPath: string = await model.saveQuantized('video-llava-7b-q4k')
   const controller = new AbortController()
   const options: GenerateOptions = {
     prompt: 'Why is this video funny?',
@@ -94,7 +100,7 @@ async function main(): Promise<void> {
     await probe('missing.mp4')
   } catch (err) {
     const code = (err as Error & { code?: string }).code
-    console.log(code, streamed, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits)
+    console.log(code, streamed, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits, quantized, ggufPath)
   }
 }
 
