@@ -66,6 +66,8 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--model-dir", help="where to save the random model (default: a temporary folder)")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--quantize", default="q4k,q8_0",
+                    help="also time ours with these weight quantizations (comma-separated; '' for none)")
     args = ap.parse_args()
     dtype = DTYPES[args.dtype]
     card = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu"
@@ -87,13 +89,17 @@ def main():
     sync(args.device)
 
     # Ours, in its own process (the transformers copy stays on the device meanwhile: 2 x 15 GB fits).
-    with tempfile.NamedTemporaryFile(suffix=".json") as js:
-        cmd = [args.binary, "--model", str(model_dir), "--device", args.device.split(":")[0], "--dtype", args.dtype,
-               "--reps", str(args.reps), "--new-tokens", str(args.new_tokens), "--frames", str(FRAMES),
-               "--json", js.name]
-        print("$ " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-        ours = json.loads(Path(js.name).read_text())
+    def run_ours(quantize="none"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as js:
+            cmd = [args.binary, "--model", str(model_dir), "--device", args.device.split(":")[0], "--dtype",
+                   args.dtype, "--quantize", quantize, "--reps", str(args.reps), "--new-tokens",
+                   str(args.new_tokens), "--frames", str(FRAMES), "--json", js.name]
+            print("$ " + " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+            return json.loads(Path(js.name).read_text())
+
+    ours = run_ours()
+    quantized = {q: run_ours(q) for q in args.quantize.split(",") if q}
 
     ids = torch.tensor([ours["ids"]], device=args.device)
     g = torch.Generator().manual_seed(0)
@@ -111,6 +117,9 @@ def main():
         f"| vision + prefill (s) | {vp_ref:.4f} | {vp_ours:.4f} | {vp_ref / vp_ours:.2f}x |",
         f"| decode (tokens/s) | {ref['decode']:.2f} | {ours['decode_tok_s']:.2f} | "
         f"{ours['decode_tok_s'] / ref['decode']:.2f}x |",
+        *[f"| {q}: vision + prefill (s), decode (tokens/s) | | {r['vision_s'] + r['prefill_s']:.4f}, "
+          f"{r['decode_tok_s']:.2f} | {vp_ref / (r['vision_s'] + r['prefill_s']):.2f}x, "
+          f"{r['decode_tok_s'] / ref['decode']:.2f}x |" for q, r in quantized.items()],
         f"\nvideo_llava load: {ours['load_s']:.1f}s. Targets (issue 7, H100, bf16): decode >= 2x, "
         f"vision + prefill <= 0.5x transformers' time: decode {ours['decode_tok_s'] / ref['decode']:.2f}x, "
         f"vision + prefill {vp_ours / vp_ref:.2f}x.",

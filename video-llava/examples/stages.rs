@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p video-llava --example stages -- [--model DIR] [--device cpu|cuda|metal]
-//!     [--dtype f32|bf16|f16] [--reps 3] [--new-tokens 32] [--frames 8] [--json FILE]
+//!     [--dtype f32|bf16|f16] [--quantize none|q8_0|q4k|q6k] [--quantize-vision] [--reps 3]
+//!     [--new-tokens 32] [--frames 8] [--json FILE]
 //! ```
 //!
 //! `--model` defaults to `.cache/bench-model` (`benches/make_bench_model.py`). It needs no FFmpeg
@@ -17,12 +18,14 @@ use std::time::Instant;
 
 use video_llava::model::VideoLlavaModel;
 use video_llava::preprocess::IMAGE_SIZE;
-use video_llava::{DType, Device, Tensor, VideoLlava};
+use video_llava::{DType, Device, LoadOptions, Quantization, Tensor, VideoLlava};
 
 struct Args {
     model: PathBuf,
     device: String,
     dtype: String,
+    quantize: Quantization,
+    quantize_vision: bool,
     reps: usize,
     new_tokens: usize,
     frames: usize,
@@ -34,6 +37,8 @@ fn parse_args() -> Result<Args, String> {
         model: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/bench-model"),
         device: "cpu".into(),
         dtype: "f32".into(),
+        quantize: Quantization::None,
+        quantize_vision: false,
         reps: 3,
         new_tokens: 32,
         frames: 8,
@@ -47,6 +52,8 @@ fn parse_args() -> Result<Args, String> {
             "--model" => args.model = PathBuf::from(value()?),
             "--device" => args.device = value()?,
             "--dtype" => args.dtype = value()?,
+            "--quantize" => args.quantize = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--quantize-vision" => args.quantize_vision = true,
             "--reps" => args.reps = number(value()?)?,
             "--new-tokens" => args.new_tokens = number(value()?)?,
             "--frames" => args.frames = number(value()?)?,
@@ -54,7 +61,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "stages [--model DIR] [--device cpu|cuda|metal] [--dtype f32|bf16|f16] \
-                     [--reps N] [--new-tokens N] [--frames N] [--json FILE]"
+                     [--quantize none|q8_0|q4k|q6k] [--quantize-vision] [--reps N] \
+                     [--new-tokens N] [--frames N] [--json FILE]"
                 );
                 std::process::exit(0);
             }
@@ -87,8 +95,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("unknown dtype {other}").into()),
     };
     let t = Instant::now();
+    let options = LoadOptions::new(&device, dtype)
+        .quantize(args.quantize)
+        .quantize_vision(args.quantize_vision);
     let api =
-        VideoLlava::from_pretrained(args.model.to_str().ok_or("non utf-8 path")?, &device, dtype)?;
+        VideoLlava::from_pretrained_with(args.model.to_str().ok_or("non utf-8 path")?, &options)?;
     device.synchronize()?;
     let load_s = t.elapsed().as_secs_f64();
     let model: &VideoLlavaModel = api.model();
@@ -108,10 +119,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let pixels = Tensor::from_vec(pixels, (1, args.frames, 3, IMAGE_SIZE, IMAGE_SIZE), &device)?;
     println!(
-        "model {} on {} in {:?}: loaded in {load_s:.2}s, prompt {} tokens, {} new tokens, {} reps",
+        "model {} on {} in {:?} ({}{}): loaded in {load_s:.2}s, prompt {} tokens, {} new tokens, {} reps",
         args.model.display(),
         args.device,
         dtype,
+        api.quantization().text,
+        if api.quantization().vision { ", vision q8_0" } else { "" },
         ids.len(),
         args.new_tokens,
         args.reps
@@ -148,11 +161,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("median: vision {v:.4}s prefill {p:.4}s decode {d:.2} tok/s");
     if let Some(path) = args.json {
         let json = format!(
-            "{{\"device\": \"{}\", \"dtype\": \"{}\", \"load_s\": {load_s}, \"prompt_tokens\": {}, \
+            "{{\"device\": \"{}\", \"dtype\": \"{}\", \"quantize\": \"{}\", \"load_s\": {load_s}, \"prompt_tokens\": {}, \
              \"new_tokens\": {}, \"reps\": {}, \"vision_s\": {v}, \"prefill_s\": {p}, \
              \"decode_tok_s\": {d}, \"ids\": {:?}}}\n",
             args.device,
             args.dtype,
+            args.quantize,
             ids.len(),
             args.new_tokens,
             args.reps,
