@@ -28,7 +28,7 @@ def test_in_situ_quantization_changes_the_logits_a_little(model, golden, q8):
     ids = tensors["text.input_ids"]
     full, q = model.logits(ids), quantized.logits(ids)
     err = np.abs(q - full).max()
-    # Q8_0 on tiny-legacy moves no logit by more than 0.095 (the Rust fidelity test bounds it).
+    # Q8_0 on tiny-legacy moves no logit by more than 0.099 (the Rust fidelity test bounds it).
     assert 0 < err < 0.12
 
 

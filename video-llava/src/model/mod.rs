@@ -12,6 +12,7 @@ mod llama;
 mod matvec;
 mod merge;
 mod projector;
+mod qmatmul;
 
 use std::path::Path;
 
