@@ -265,7 +265,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }))?,
     )?;
     copy_tokenizer(&root.join("video-llava/tests/fixtures/tokenizer"), &out)?;
-    let params: usize = specs.iter().map(|s| s.shape.iter().product::<usize>()).sum();
+    let params: usize = specs
+        .iter()
+        .map(|s| s.shape.iter().product::<usize>())
+        .sum();
     println!(
         "{}: {} tensors, {:.2} B parameters, {:.2} GB bf16",
         out.display(),
