@@ -182,6 +182,18 @@ pub(crate) fn read_index(index: &Path) -> Result<Vec<String>> {
     Ok(shards)
 }
 
+/// Maps a weights file read-only.
+fn map_file(path: &Path) -> Result<Mmap> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not being
+    // truncated by another process while the model loads.
+    unsafe { Mmap::map(&file) }.map_err(io)
+}
+
 /// One memory-mapped safetensors file with its validated header.
 struct MappedFile {
     path: PathBuf,
@@ -192,16 +204,7 @@ struct MappedFile {
 
 impl MappedFile {
     fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
-        // being truncated by another process while the model loads.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let mmap = map_file(path)?;
         let (header_len, metadata) =
             SafeTensors::read_metadata(&mmap).map_err(|e| Error::Weights {
                 path: path.to_path_buf(),
@@ -314,16 +317,7 @@ struct GgufFile {
 
 impl GgufFile {
     fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        // SAFETY: as for the safetensors maps: read-only, and the file must not be truncated by
-        // another process while the model loads.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let mmap = map_file(path)?;
         let bad = |reason: String| Error::Weights {
             path: path.to_path_buf(),
             reason,

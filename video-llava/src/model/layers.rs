@@ -176,13 +176,7 @@ mod tests {
     use candle_core::quantized::GgmlDType;
 
     use super::*;
-
-    /// `|a - b| / |b|` over the whole tensor (Euclidean norms).
-    fn norm_error(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
-        let diff = (a - b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-        let scale = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-        Ok(diff / scale)
-    }
+    use crate::model::norm_error;
 
     /// The quantized product against the product of the dequantized weights in f32. Many rows
     /// (prefill) multiply dequantized tiles, so they agree to float rounding; one row and a few

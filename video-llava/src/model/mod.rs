@@ -240,6 +240,14 @@ impl VideoLlavaModel {
     }
 }
 
+/// `|a - b| / |b|` over the whole tensor (Euclidean norms), for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn norm_error(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    let diff = (a - b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    let scale = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    Ok(diff / scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,12 +101,7 @@ mod tests {
     use candle_core::Module;
 
     use super::*;
-
-    fn norm_error(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
-        let diff = (a - b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-        let scale = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-        Ok(diff / scale)
-    }
+    use crate::model::norm_error;
 
     /// Many rows: the dequantized tiles give the dequantized weights' product to float rounding
     /// (tiles of 256 rows, and a last partial one: 600 rows). Few rows: the 8-bit dot products
