@@ -707,7 +707,7 @@ impl Weights {
                     )?));
                 };
                 let dense = self.read(&stored, name, shape, &Device::Cpu, DType::F32)?;
-                QTensor::quantize(&dense, q)
+                crate::quantize::quantize_rows(&dense, q)
             }
         }
         .map_err(|e| Error::Weights {

@@ -211,7 +211,9 @@ mod tests {
                 assert_eq!(got.dims(), want.dims());
                 let err = norm_error(&got, &want)?;
                 eprintln!("{dtype:?} ({out_dim}x{in_dim}), {rows} rows: relative error {err:.2e}");
-                assert!(err < 1e-2, "{dtype:?} {rows} rows: {err}");
+                // Unseeded random data: 8-bit activations give 5e-3..1.1e-2 here; a wrong
+                // kernel (rows, scales) gives errors near 1.
+                assert!(err < 3e-2, "{dtype:?} {rows} rows: {err}");
             }
             // The weights themselves: the round trip error of the block type.
             let werr = norm_error(&dequantized, &w)?;

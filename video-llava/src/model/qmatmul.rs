@@ -128,7 +128,9 @@ mod tests {
                         norm_error(&got, &candle)? < 1e-4,
                         "{dtype:?} {rows} rows vs candle"
                     );
-                    assert!(err < 1e-2, "{dtype:?} {rows} rows: {err}");
+                    // Unseeded random data: 8-bit activations give 5e-3..1.1e-2 here; a wrong
+                    // kernel (rows, scales) gives errors near 1.
+                    assert!(err < 3e-2, "{dtype:?} {rows} rows: {err}");
                 }
             }
         }
