@@ -29,7 +29,7 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 
-use crate::weights::{Component, ModelFiles, Weights, GGUF_FILE};
+use crate::weights::{Component, ModelFiles, WeightTensor, Weights, GGUF_FILE};
 use crate::{Error, Result};
 
 /// The block type of the Llama's linear weights.
@@ -369,7 +369,8 @@ pub fn save_quantized(
             src.display()
         )));
     }
-    let weights = Weights::open(&files, &Device::Cpu, DType::F32)?;
+    // The in-situ load's own reader: the blocks written are those a quantized load computes.
+    let weights = Weights::open_quantized(&files, &Device::Cpu, DType::F32, options)?;
     prepare_dst(dst)?;
     let mut names = weights.tensor_names();
     names.sort();
@@ -444,12 +445,17 @@ pub fn save_quantized(
                 }
                 _ => {
                     quantized += 1;
-                    let dense = weights.load(name, shape)?;
-                    let q = quantize_rows(&dense, *dtype).map_err(|e| Error::Weights {
-                        path: src.to_path_buf(),
-                        reason: format!("quantizing `{name}` to {dtype:?}: {e}"),
-                    })?;
-                    q.data()?.into_owned()
+                    match weights.load_linear(name, shape)? {
+                        WeightTensor::Quantized(q) if q.dtype() == *dtype => q.data()?.into_owned(),
+                        _ => {
+                            return Err(Error::Weights {
+                                path: src.to_path_buf(),
+                                reason: format!(
+                                    "`{name}` was not quantized to the planned {dtype:?}"
+                                ),
+                            })
+                        }
+                    }
                 }
             };
             w.tensor_data(&bytes).map_err(io_at(&tmp_path))?;
