@@ -26,6 +26,9 @@ pub struct SampleStats {
     pub seeks: u64,
     /// Video packets read by the demux-only indexing pass.
     pub packets_indexed: u64,
+    /// Video packets read from the container in all (the index pass, the sample-table checks,
+    /// seeking and decoding): the demux work a call did.
+    pub packets_read: u64,
 }
 
 /// Receives decoded frames: `request` is the value the caller asked for (a presentation index,
@@ -117,20 +120,29 @@ pub(crate) fn open_decoder(
 }
 
 impl<'a> Session<'a> {
-    /// Opens a decoder for `media`'s video stream. `threads` = 0 means all cores.
-    pub fn new(media: &'a mut Media, threads: usize, allow_skip: bool) -> Result<Self> {
+    /// A session on `media`'s video stream, with `reuse` (a decoder of the same stream that
+    /// [`Session::into_decoder`] gave back) or a new decoder. `threads` = 0 means all cores.
+    pub fn new(
+        media: &'a mut Media,
+        threads: usize,
+        allow_skip: bool,
+        reuse: Option<ffmpeg::decoder::Video>,
+    ) -> Result<Self> {
         let source_name = media.source_name.clone();
         let stream = media.video_stream()?;
         let codec_id = stream.parameters().id();
         // SAFETY: reading a plain field of a valid AVStream.
         let time_base = unsafe { (*stream.as_ptr()).time_base };
-        let decoder = open_decoder(
-            stream.parameters(),
-            time_base,
-            threads,
-            ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE,
-        )
-        .map_err(|e| Error::Decode {
+        let opened = match reuse {
+            Some(decoder) => Ok(decoder),
+            None => open_decoder(
+                stream.parameters(),
+                time_base,
+                threads,
+                ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE,
+            ),
+        };
+        let decoder = opened.map_err(|e| Error::Decode {
             source_name: source_name.clone(),
             frame: None,
             reason: match e {
@@ -165,6 +177,15 @@ impl<'a> Session<'a> {
             drained_early: false,
             stats: SampleStats::default(),
         })
+    }
+
+    /// The decoder, flushed and with every per-call setting reset, for the next session on
+    /// the same stream.
+    pub fn into_decoder(mut self) -> ffmpeg::decoder::Video {
+        self.flush();
+        // SAFETY: the decoder's AVCodecContext is valid; `skip_frame` is a plain field.
+        unsafe { (*self.decoder.as_mut_ptr()).skip_frame = ffi::AVDiscard::AVDISCARD_DEFAULT };
+        self.decoder
     }
 
     fn source_name(&self) -> String {

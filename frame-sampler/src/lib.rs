@@ -1,5 +1,9 @@
 //! Exact, fast frame sampling, probing and thumbnails on FFmpeg.
 //!
+//! Each free function opens the source, does its work and forgets what it read; a [`Video`]
+//! opens it once and keeps the container, the packet index and the decoder between calls
+//! (probe, sample and thumbnail one file through one `Video`).
+//!
 //! ```no_run
 //! use frame_sampler::{probe, sample_frames, SampleOptions, Sampling, SeekMode, Source};
 //! let source = Source::from("clip.mp4");
@@ -52,21 +56,23 @@ mod sample;
 mod source;
 mod thumbnail;
 mod types;
+mod video;
 
 pub use decode::SampleStats;
 pub use error::{Error, Result};
 pub use sample::{MAX_FRAME_PIXELS, MAX_FRAME_SIDE};
-pub use source::Source;
+pub use source::{ReadSeek, SharedReader, Source};
 pub use types::*;
+pub use video::Video;
 
 /// Opens `source` and reports the facts of its best video stream.
 pub fn probe(source: &Source) -> Result<VideoInfo> {
-    probe::probe(source)
+    Video::open(source.clone())?.info()
 }
 
 /// Decodes the frames `options` asks for and returns them as one contiguous RGB8 batch.
 pub fn sample_frames(source: &Source, options: &SampleOptions) -> Result<FrameBatch> {
-    sample::sample(source, options).map(|(batch, _)| batch)
+    Video::open(source.clone())?.sample(options)
 }
 
 /// Like [`sample_frames`], also reporting how much decoding it took (for benchmarks and tests).
@@ -74,7 +80,7 @@ pub fn sample_frames_with_stats(
     source: &Source,
     options: &SampleOptions,
 ) -> Result<(FrameBatch, SampleStats)> {
-    sample::sample(source, options)
+    Video::open(source.clone())?.sample_with_stats(options)
 }
 
 /// One representative frame of the whole video, encoded.
@@ -89,7 +95,8 @@ pub fn sample_frames_with_stats(
 /// Errors: [`Error::InvalidRequest`] for `max_size` 0 or `quality` outside 1-100, the
 /// sampler's errors for sources it cannot read, [`Error::Encode`] when encoding fails.
 pub fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnail> {
-    thumbnail::thumbnail(source, options)
+    thumbnail::validate(options)?;
+    Video::open(source.clone())?.thumbnail(options)
 }
 
 /// `n` distinct representative frames in time order, each encoded like a [`thumbnail`].
@@ -102,5 +109,6 @@ pub fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnai
 ///
 /// Errors: [`Error::InvalidRequest`] for `n` 0, otherwise as [`thumbnail`].
 pub fn storyboard(source: &Source, n: usize, options: &ThumbnailOptions) -> Result<Vec<Thumbnail>> {
-    thumbnail::storyboard(source, n, options)
+    thumbnail::validate_storyboard(n, options)?;
+    Video::open(source.clone())?.storyboard(n, options)
 }

@@ -4,7 +4,8 @@
 //! sources, and the mapping of FFmpeg's open failures to this crate's typed errors.
 
 use std::io::Cursor;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
@@ -40,6 +41,9 @@ pub(crate) struct Media {
     pub input: Input,
     pub stream: usize,
     pub source_name: String,
+    /// Video packets read from this container, added to a counter shared by every demuxer a
+    /// [`crate::Video`] opens (what [`crate::SampleStats::packets_read`] reports).
+    packets_read: Arc<AtomicU64>,
 }
 
 /// Gives up on a stream that returns this many unreadable packets in a row (a demuxer that keeps
@@ -82,7 +86,10 @@ impl Media {
             // a reused packet held, so reusing one leaks every packet's data.
             let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut self.input) {
-                Ok(()) if packet.stream() == self.stream => return Some(packet),
+                Ok(()) if packet.stream() == self.stream => {
+                    self.packets_read.fetch_add(1, Ordering::Relaxed);
+                    return Some(packet);
+                }
                 Ok(()) => errors = 0,
                 Err(ffmpeg::Error::InvalidData) if errors < MAX_CONSECUTIVE_READ_ERRORS => {
                     errors += 1
@@ -95,8 +102,9 @@ impl Media {
     }
 }
 
-/// Opens `source` and picks its best video stream (cover art is not video).
-pub(crate) fn open(source: &Source) -> Result<Media> {
+/// Opens `source` and picks its best video stream (cover art is not video). Every video packet
+/// read through the returned demuxer is counted in `packets_read`.
+pub(crate) fn open(source: &Source, packets_read: Arc<AtomicU64>) -> Result<Media> {
     init();
     let source_name = source.describe();
     let open_err = |e: ffmpeg::Error| Error::Open {
@@ -132,6 +140,11 @@ pub(crate) fn open(source: &Source) -> Result<Media> {
             let io = StreamIo::from_read_seek(Cursor::new(bytes.clone())).map_err(open_err)?;
             ffmpeg::format::input_from_stream(io, None, None).map_err(open_err)?
         }
+        Source::Reader(reader) => {
+            // Each demuxer reads through its own cursor over the shared reader.
+            let io = StreamIo::from_read_seek(reader.cursor()).map_err(open_err)?;
+            ffmpeg::format::input_from_stream(io, None, None).map_err(open_err)?
+        }
     };
     let format_name = input.format().name().to_string();
     // A still image (an image renamed .mp4, say) opens as an image "pipe": not a video.
@@ -148,6 +161,7 @@ pub(crate) fn open(source: &Source) -> Result<Media> {
         input,
         stream,
         source_name,
+        packets_read,
     })
 }
 

@@ -3,9 +3,8 @@
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 
-use crate::index::PacketIndex;
 use crate::media::{self, Media};
-use crate::{FrameCountSource, Result, Source, VideoInfo};
+use crate::{FrameCountSource, Result, Video, VideoInfo};
 
 /// Facts read from the headers alone (no packets read).
 #[derive(Clone, Debug)]
@@ -68,7 +67,7 @@ impl StreamFacts {
     }
 
     /// Whether the container is the ISO/QuickTime family, whose sample tables list every frame.
-    fn is_mov(&self) -> bool {
+    pub(crate) fn is_mov(&self) -> bool {
         self.container.starts_with("mov,")
     }
 }
@@ -135,34 +134,41 @@ fn mov_index_count(media: &Media) -> Option<u64> {
     }
 }
 
-/// Opens `source` and reports the facts of its best video stream.
-pub(crate) fn probe(source: &Source) -> Result<VideoInfo> {
-    let mut media = media::open(source)?;
-    let facts = StreamFacts::read(&media)?;
-    let has_audio = media::has_audio(&media.input);
-    let (frame_count, frame_count_source, counted_end) =
-        match facts.is_mov().then(|| mov_index_count(&media)).flatten() {
-            Some(n) => (n, FrameCountSource::Index, None),
-            None => {
-                // No trustworthy index (Matroska, WebM, MPEG-TS, AVI, truncated mp4): count packets.
-                let index = PacketIndex::build(&mut media)?;
-                if index.frame_count > 0 {
-                    (
-                        index.frame_count,
-                        FrameCountSource::Counted,
-                        Some(index.end_time),
-                    )
-                } else if facts.header_frames > 0 {
-                    (facts.header_frames, FrameCountSource::Header, None)
-                } else {
-                    (
-                        (facts.duration * facts.avg_fps).round() as u64,
-                        FrameCountSource::Estimated,
-                        None,
-                    )
-                }
-            }
+/// The facts [`crate::Video::info`] reports: the frame count from the MP4/MOV frame table when
+/// it is exact, else from the packet index (which the handle keeps).
+pub(crate) fn info(video: &mut Video) -> Result<VideoInfo> {
+    let facts = video.facts().clone();
+    let (table_count, has_audio) = {
+        let media = video.peek()?;
+        let count = if facts.is_mov() {
+            mov_index_count(media)
+        } else {
+            None
         };
+        (count, media::has_audio(&media.input))
+    };
+    let (frame_count, frame_count_source, counted_end) = match table_count {
+        Some(n) => (n, FrameCountSource::Index, None),
+        None => {
+            // No trustworthy index (Matroska, WebM, MPEG-TS, AVI, truncated mp4): count packets.
+            let index = video.index()?;
+            if index.frame_count > 0 {
+                (
+                    index.frame_count,
+                    FrameCountSource::Counted,
+                    Some(index.end_time),
+                )
+            } else if facts.header_frames > 0 {
+                (facts.header_frames, FrameCountSource::Header, None)
+            } else {
+                (
+                    (facts.duration * facts.avg_fps).round() as u64,
+                    FrameCountSource::Estimated,
+                    None,
+                )
+            }
+        }
+    };
     let (width, height) = if facts.rotation % 180 == 90 {
         (facts.coded_height, facts.coded_width)
     } else {

@@ -7,11 +7,9 @@ use ffmpeg_next::util::frame::video::Video as VideoFrame;
 use crate::convert::RgbConverter;
 use crate::decode::{self, FrameSink, SampleStats, ScanTargets, Session};
 use crate::fast;
-use crate::index::{Identity, PacketIndex};
-use crate::media;
+use crate::index::Identity;
 use crate::plan::{self, PlanError, Timeline};
-use crate::probe::StreamFacts;
-use crate::{Error, FrameBatch, Result, SampleOptions, Sampling, SeekMode, Source};
+use crate::{Error, FrameBatch, Result, SampleOptions, Sampling, SeekMode, Video};
 
 /// Frames wider or taller than this are refused unless a resize is requested: no real video is
 /// that large, and decoding one is how a hostile file exhausts memory.
@@ -71,29 +69,41 @@ fn sorted_unique(v: &[u64]) -> Vec<u64> {
     s
 }
 
-/// See [`crate::sample_frames_with_stats`].
+/// See [`crate::Video::sample_with_stats`]. `sample_table`: use the container's sample table
+/// where it can be trusted, for Fast mode and for exact requests whose targets are all keyframes
+/// (false only in tests, to compare it with the general path).
 pub(crate) fn sample(
-    source: &Source,
-    options: &SampleOptions,
-) -> Result<(FrameBatch, SampleStats)> {
-    sample_with(source, options, true)
-}
-
-/// `sample_table`: use the container's sample table where it can be trusted, for Fast mode and
-/// for exact requests whose targets are all keyframes (false only in tests, to compare it with
-/// the general path).
-fn sample_with(
-    source: &Source,
+    video: &mut Video,
     options: &SampleOptions,
     sample_table: bool,
 ) -> Result<(FrameBatch, SampleStats)> {
-    let mut media = media::open(source)?;
-    let source_name = media.source_name.clone();
+    let read_before = video.packets_read();
+    let indexed_before = video.packets_indexed();
+    let result = sample_with(video, options, sample_table);
+    if let Ok((_, stats)) = &result {
+        video.record(stats);
+    }
+    result.map(|(batch, stats)| {
+        let stats = SampleStats {
+            packets_read: video.packets_read() - read_before,
+            packets_indexed: video.packets_indexed() - indexed_before,
+            ..stats
+        };
+        (batch, stats)
+    })
+}
+
+fn sample_with(
+    video: &mut Video,
+    options: &SampleOptions,
+    sample_table: bool,
+) -> Result<(FrameBatch, SampleStats)> {
+    let source_name = video.source_name();
     let too_large = |reason: String| Error::TooLarge {
         source_name: source_name.clone(),
         reason,
     };
-    let facts = StreamFacts::read(&media)?;
+    let facts = video.facts().clone();
     let (w, h) = (facts.coded_width, facts.coded_height);
     if options.resize.is_none()
         && (w > MAX_FRAME_SIDE
@@ -117,7 +127,7 @@ fn sample_with(
     let max_frames = options.max_bytes as u64 / frame_bytes;
 
     let is_keyframe_request = matches!(options.sampling, Sampling::Keyframes { .. });
-    if sample_table {
+    if sample_table && facts.is_mov() {
         let out = fast::Output {
             size,
             rotation,
@@ -126,21 +136,20 @@ fn sample_with(
         };
         let threads = decode::resolve_threads(options.threads);
         let exact = options.seek == SeekMode::Exact;
+        // The sample-table path reads the first packets: it needs the demuxer at the start.
+        let mut media = video.take_fresh()?;
         let found = fast::sample(&mut media, options, exact, &facts, &out, threads, |e| {
             plan_error(e, &source_name, frame_bytes)
-        })?;
-        if let Some(result) = found {
+        });
+        video.put_back(media);
+        if let Some(result) = found? {
             return Ok(result);
         }
-        // The general path reads the packets from the start.
-        media = media::open(source)?;
     }
 
-    let index = PacketIndex::build(&mut media)?;
-    let mut stats = SampleStats {
-        packets_indexed: index.packets.len() as u64,
-        ..SampleStats::default()
-    };
+    // Built by the first call that needs it, from the start of the file.
+    let index = video.index()?;
+    let mut stats = SampleStats::default();
     if index.frame_count == 0 {
         return Err(Error::Decode {
             source_name,
@@ -186,13 +195,22 @@ fn sample_with(
         source_name: source_name.clone(),
     };
     let unique = sorted_unique(&requests);
-    if index.identity == Identity::Counted {
+    let mut media = if index.identity == Identity::Counted {
         // A counted scan must start at the very first packet: a fresh demuxer is, without
         // trusting a seek in a stream whose timestamps are unreliable.
-        media = media::open(source)?;
-    }
+        video.take_fresh()?
+    } else {
+        // Every other path seeks before it reads.
+        video.take_any()?
+    };
+    let decoder = video.take_decoder(options.threads);
     // Skipping non-reference pictures only pays (and is only needed) when decoding forward.
-    let mut session = Session::new(&mut media, options.threads, options.seek == SeekMode::Exact)?;
+    let mut session = Session::new(
+        &mut media,
+        options.threads,
+        options.seek == SeekMode::Exact,
+        decoder,
+    )?;
     match &index.identity {
         Identity::Pts { order } => {
             if is_keyframe_request || options.seek == SeekMode::Fast {
@@ -233,6 +251,10 @@ fn sample_with(
         packets_indexed: stats.packets_indexed,
         ..session.stats
     };
+    // The decoder and the demuxer serve the next call on this handle.
+    let decoder = session.into_decoder();
+    video.keep_decoder(options.threads, decoder);
+    video.put_back(media);
     if let Some(p) = writer.filled.iter().position(|f| !f) {
         return Err(Error::Decode {
             source_name,
@@ -275,8 +297,18 @@ fn plan_error(e: PlanError, source_name: &str, frame_bytes: u64) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::{nearest_keyframe, sample_with};
-    use crate::{Resize, SampleOptions, Sampling, SeekMode, Source};
+    use super::nearest_keyframe;
+    use crate::{FrameBatch, Resize, Result, SampleOptions, SampleStats, Sampling, SeekMode};
+    use crate::{Source, Video};
+
+    /// One call on a new handle, as the free function makes it.
+    fn sample_with(
+        source: &Source,
+        options: &SampleOptions,
+        sample_table: bool,
+    ) -> Result<(FrameBatch, SampleStats)> {
+        super::sample(&mut Video::open(source.clone())?, options, sample_table)
+    }
 
     /// Fast mode from the MP4 sample table gives what the general path (every packet read)
     /// gives, frame for frame, for every test video and strategy; on MP4s it reads no index.

@@ -10,8 +10,8 @@
 use image::ImageEncoder;
 
 use crate::{
-    sample_frames, Error, FrameBatch, ImageFormat, Resize, Result, SampleOptions, Sampling,
-    SeekMode, Source, Thumbnail, ThumbnailOptions,
+    Error, FrameBatch, ImageFormat, Resize, Result, SampleOptions, Sampling, SeekMode, Thumbnail,
+    ThumbnailOptions, Video,
 };
 
 /// Candidates scored for one thumbnail: enough to cover the whole duration, few enough that
@@ -68,36 +68,31 @@ const THUMBNAIL_LOOKS: [Look; 3] = [
 ];
 
 /// One representative frame of the whole video, encoded. See [`crate::thumbnail`].
-pub(crate) fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnail> {
+pub(crate) fn thumbnail(video: &mut Video, options: &ThumbnailOptions) -> Result<Thumbnail> {
     validate(options)?;
     let plan = SizePlan::new(options.max_size);
     let mut candidates = Candidates::default();
     let (mut scores, mut verdicts) = (Vec::new(), Vec::new());
     for look in THUMBNAIL_LOOKS {
-        candidates = gather(source, candidates, look, plan.working, options.rotate)?;
+        candidates = gather(video, candidates, look, plan.working, options.rotate)?;
         scores = candidates.scores();
         verdicts = judge(&scores);
         if verdicts.iter().any(|v| v.is_acceptable()) {
             break;
         }
     }
-    let best = pick_representative(&scores, &verdicts).ok_or_else(|| no_frames(source))?;
-    let mut out = render(source, &candidates, &[best], plan, options)?;
+    let best = pick_representative(&scores, &verdicts).ok_or_else(|| no_frames(video))?;
+    let mut out = render(video, &candidates, &[best], plan, options)?;
     Ok(out.remove(0))
 }
 
 /// `n` distinct representative frames in time order, each encoded. See [`crate::storyboard`].
 pub(crate) fn storyboard(
-    source: &Source,
+    video: &mut Video,
     n: usize,
     options: &ThumbnailOptions,
 ) -> Result<Vec<Thumbnail>> {
-    if n == 0 {
-        return Err(Error::InvalidRequest(
-            "a storyboard needs at least one frame (n = 0)".into(),
-        ));
-    }
-    validate(options)?;
+    validate_storyboard(n, options)?;
     let plan = SizePlan::new(options.max_size);
     let wanted = n
         .saturating_mul(CANDIDATES_PER_STORYBOARD_FRAME)
@@ -111,7 +106,7 @@ pub(crate) fn storyboard(
             reach: Reach::Whole,
             between_keyframes: false,
         };
-        candidates = gather(source, candidates, look, plan.working, options.rotate)?;
+        candidates = gather(video, candidates, look, plan.working, options.rotate)?;
         scores = candidates.scores();
         verdicts = judge(&scores);
         if verdicts.iter().filter(|v| v.is_acceptable()).count() >= n {
@@ -121,12 +116,23 @@ pub(crate) fn storyboard(
     let times: Vec<f64> = candidates.frames.iter().map(|f| f.timestamp).collect();
     let chosen = pick_storyboard(&times, &scores, &verdicts, n);
     if chosen.is_empty() {
-        return Err(no_frames(source));
+        return Err(no_frames(video));
     }
-    render(source, &candidates, &chosen, plan, options)
+    render(video, &candidates, &chosen, plan, options)
 }
 
-fn validate(options: &ThumbnailOptions) -> Result<()> {
+/// Checks a storyboard request before anything is opened.
+pub(crate) fn validate_storyboard(n: usize, options: &ThumbnailOptions) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidRequest(
+            "a storyboard needs at least one frame (n = 0)".into(),
+        ));
+    }
+    validate(options)
+}
+
+/// Checks thumbnail options before anything is opened.
+pub(crate) fn validate(options: &ThumbnailOptions) -> Result<()> {
     if options.max_size == 0 {
         return Err(Error::InvalidRequest(
             "thumbnail max_size must be at least 1 pixel".into(),
@@ -141,9 +147,9 @@ fn validate(options: &ThumbnailOptions) -> Result<()> {
     Ok(())
 }
 
-fn no_frames(source: &Source) -> Error {
+fn no_frames(video: &Video) -> Error {
     Error::Decode {
-        source_name: source.describe(),
+        source_name: video.source_name(),
         frame: None,
         reason: "no frame could be decoded for a thumbnail".into(),
     }
@@ -258,7 +264,7 @@ struct Look {
 /// video has fewer than half that many keyframes (short clips, long GOPs) or the look asks for
 /// it, exact frames as far as `look.reach` allows. Frames already known are not decoded again.
 fn gather(
-    source: &Source,
+    video: &mut Video,
     mut known: Candidates,
     look: Look,
     working: Resize,
@@ -270,8 +276,7 @@ fn gather(
         between_keyframes,
     } = look;
     if !known.keyframes_all && count > known.keyframes_asked {
-        let batch = sample_frames(
-            source,
+        let batch = video.sample(
             &SampleOptions::new(Sampling::Keyframes { max: count })
                 .seek(SeekMode::Fast)
                 .resize(Some(working))
@@ -285,14 +290,13 @@ fn gather(
     if !between_keyframes && known.keyframes.len() >= count.div_ceil(2) {
         return Ok(known);
     }
-    let frame_count = crate::probe(source)?.frame_count;
+    let frame_count = video.info()?.frame_count;
     let mut targets = exact_targets(&known.keyframes, frame_count, count, reach);
     targets.retain(|&t| !known.contains(t));
     if targets.is_empty() {
         return Ok(known);
     }
-    let batch = sample_frames(
-        source,
+    let batch = video.sample(
         &SampleOptions::new(Sampling::Indices(targets))
             .seek(SeekMode::Exact)
             .resize(Some(working))
@@ -679,7 +683,7 @@ fn pick_storyboard(
 /// Encodes `chosen` candidates (in the order given), decoding them again at the requested
 /// size when the working size differs from it.
 fn render(
-    source: &Source,
+    video: &mut Video,
     candidates: &Candidates,
     chosen: &[usize],
     plan: SizePlan,
@@ -701,8 +705,7 @@ fn render(
             .collect();
     };
     let indices: Vec<u64> = chosen.iter().map(|&i| candidates.frames[i].index).collect();
-    let batch = sample_frames(
-        source,
+    let batch = video.sample(
         &SampleOptions::new(Sampling::Indices(indices))
             .seek(SeekMode::Exact)
             .resize(Some(Resize::MaxSide(max_size)))
