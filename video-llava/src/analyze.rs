@@ -24,7 +24,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use frame_sampler::{
-    FrameBatch, SampleOptions, Sampling, SeekMode, Source, Thumbnail, ThumbnailOptions, VideoInfo,
+    FrameBatch, SampleOptions, Sampling, SeekMode, Source, Thumbnail, ThumbnailOptions, Video,
+    VideoInfo,
 };
 
 use crate::generation::{GenerationParams, StopReason};
@@ -254,18 +255,21 @@ impl VideoAnalyzer {
 
     /// The model-free part: facts, frames, thumbnail.
     fn decode(&self, source: &Source) -> Result<DecodedVideo> {
+        // One handle: the container is opened once and its packet index (on Matroska, WebM,
+        // MPEG-TS, AVI) read once for the probe, the frames and the thumbnail together.
         let started = Instant::now();
-        let info = frame_sampler::probe(source)?;
+        let mut video = Video::open(source.clone())?;
+        let info = video.info()?;
         let probe = started.elapsed();
 
         let started = Instant::now();
         let sample = SampleOptions::new(self.options.spacing.sampling(self.options.frames))
             .seek(self.options.seek);
-        let frames = frame_sampler::sample_frames(source, &sample)?;
+        let frames = video.sample(&sample)?;
         let sampling = started.elapsed();
 
         let started = Instant::now();
-        let thumbnail = frame_sampler::thumbnail(source, &self.options.thumbnail)?;
+        let thumbnail = video.thumbnail(&self.options.thumbnail)?;
         let thumbnail_time = started.elapsed();
 
         Ok(DecodedVideo {
