@@ -32,6 +32,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sampler::PyVideoInfo>()?;
     m.add_class::<sampler::PyFrameBatch>()?;
     m.add_class::<sampler::PyThumbnail>()?;
+    m.add_class::<sampler::PyVideo>()?;
     m.add_class::<model::PyVideoLlava>()?;
     m.add_class::<model::PyGeneration>()?;
     m.add_class::<model::PyTimings>()?;

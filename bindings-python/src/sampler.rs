@@ -1,6 +1,10 @@
 //! `probe`, `sample_frames`, `thumbnail`, `storyboard` and their result classes.
 
-use frame_sampler::{ImageFormat, Resize, SampleOptions, Sampling, SeekMode, ThumbnailOptions};
+use std::sync::{Arc, Mutex};
+
+use frame_sampler::{
+    ImageFormat, Resize, SampleOptions, Sampling, SeekMode, ThumbnailOptions, Video,
+};
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -385,6 +389,31 @@ pub fn sample_frames(
     max_bytes: Option<i64>,
 ) -> PyResult<PyFrameBatch> {
     let source = video_source(source)?;
+    let options = sample_options(
+        py, num_frames, sampling, seek, indices, timestamps, every, resize, rotate, threads,
+        max_bytes,
+    )?;
+    let batch = detached(py, move || {
+        Ok(frame_sampler::sample_frames(&source, &options)?)
+    })?;
+    PyFrameBatch::new(py, batch)
+}
+
+/// `sample_frames`' keyword arguments as the sampler's options.
+#[allow(clippy::too_many_arguments)]
+fn sample_options(
+    py: Python<'_>,
+    num_frames: i64,
+    sampling: &str,
+    seek: &str,
+    indices: Option<Vec<i64>>,
+    timestamps: Option<Vec<f64>>,
+    every: Option<f64>,
+    resize: Option<&Bound<'_, PyAny>>,
+    rotate: bool,
+    threads: i64,
+    max_bytes: Option<i64>,
+) -> PyResult<SampleOptions> {
     let explicit = [indices.is_some(), timestamps.is_some(), every.is_some()];
     if explicit.iter().filter(|x| **x).count() > 1 {
         return Err(new_err(
@@ -414,10 +443,170 @@ pub fn sample_frames(
     if let Some(max_bytes) = max_bytes {
         options.max_bytes = non_negative(py, max_bytes, "max_bytes")? as usize;
     }
-    let batch = detached(py, move || {
-        Ok(frame_sampler::sample_frames(&source, &options)?)
-    })?;
-    PyFrameBatch::new(py, batch)
+    Ok(options)
+}
+
+/// An opened video: the container, its packet index and the decoder are kept between calls.
+///
+/// `Video(source)` opens the file (or bytes) once; `.info`, `.sample(...)`, `.thumbnail(...)`
+/// and `.storyboard(...)` take the arguments of `probe`, `sample_frames`, `thumbnail` and
+/// `storyboard` after the source and return the same types. Usable as a context manager
+/// (`close()` on exit); calls on one handle from several threads run one at a time.
+#[pyclass(name = "Video", module = "video_llava", frozen)]
+pub struct PyVideo {
+    video: Arc<Mutex<Option<Video>>>,
+    describe: String,
+}
+
+impl PyVideo {
+    /// Runs `work` on the open handle without the GIL.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&mut Video) -> frame_sampler::Result<T> + Send,
+    ) -> PyResult<T> {
+        let video = self.video.clone();
+        let closed = || {
+            Failure::Sampler(frame_sampler::Error::InvalidRequest(
+                "the video is closed".into(),
+            ))
+        };
+        detached(py, move || {
+            // A poisoned lock means a call panicked mid-way: the handle's state is unknown.
+            let mut guard = video.lock().map_err(|_| closed())?;
+            let video = guard.as_mut().ok_or_else(closed)?;
+            Ok(work(video)?)
+        })
+    }
+}
+
+#[pymethods]
+impl PyVideo {
+    #[new]
+    fn new(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let source = video_source(source)?;
+        let describe = source.describe();
+        let video = detached(py, move || Ok(Video::open(source)?))?;
+        Ok(PyVideo {
+            video: Arc::new(Mutex::new(Some(video))),
+            describe,
+        })
+    }
+
+    /// The facts of the video stream (what `probe` returns), computed on first access.
+    #[getter]
+    fn info(&self, py: Python<'_>) -> PyResult<PyVideoInfo> {
+        Ok(self.with(py, |v| v.info())?.into())
+    }
+
+    /// Decodes the frames asked for, as `sample_frames(source, ...)` does.
+    #[pyo3(signature = (num_frames=8, *, sampling="uniform", seek="exact", indices=None, timestamps=None, every=None, resize=None, rotate=true, threads=0, max_bytes=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn sample(
+        &self,
+        py: Python<'_>,
+        num_frames: i64,
+        sampling: &str,
+        seek: &str,
+        indices: Option<Vec<i64>>,
+        timestamps: Option<Vec<f64>>,
+        every: Option<f64>,
+        resize: Option<&Bound<'_, PyAny>>,
+        rotate: bool,
+        threads: i64,
+        max_bytes: Option<i64>,
+    ) -> PyResult<PyFrameBatch> {
+        let options = sample_options(
+            py, num_frames, sampling, seek, indices, timestamps, every, resize, rotate, threads,
+            max_bytes,
+        )?;
+        let batch = self.with(py, move |v| v.sample(&options))?;
+        PyFrameBatch::new(py, batch)
+    }
+
+    /// One representative frame, as `thumbnail(source, ...)` makes it.
+    #[pyo3(signature = (*, max_size=320, format="jpeg", quality=85, rotate=true))]
+    fn thumbnail(
+        &self,
+        py: Python<'_>,
+        max_size: i64,
+        format: &str,
+        quality: i64,
+        rotate: bool,
+    ) -> PyResult<PyThumbnail> {
+        let options = thumbnail_options(py, max_size, format, quality, rotate)?;
+        let thumb = self.with(py, move |v| v.thumbnail(&options))?;
+        Ok(PyThumbnail::new(py, thumb))
+    }
+
+    /// `n` representative frames in time order, as `storyboard(source, n, ...)` makes them.
+    #[pyo3(signature = (n, *, max_size=320, format="jpeg", quality=85, rotate=true))]
+    fn storyboard(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        max_size: i64,
+        format: &str,
+        quality: i64,
+        rotate: bool,
+    ) -> PyResult<Vec<PyThumbnail>> {
+        let options = thumbnail_options(py, max_size, format, quality, rotate)?;
+        let n = frame_count(py, n, "n")?;
+        let thumbs = self.with(py, move |v| v.storyboard(n, &options))?;
+        Ok(thumbs
+            .into_iter()
+            .map(|t| PyThumbnail::new(py, t))
+            .collect())
+    }
+
+    /// Work done by every call so far: `frames_decoded`, `packets_sent`, `seeks`,
+    /// `packets_indexed` (the index pass, read at most once), `packets_read`.
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyResult<std::collections::BTreeMap<&'static str, u64>> {
+        let s = self.with(py, |v| Ok(v.stats()))?;
+        Ok([
+            ("frames_decoded", s.frames_decoded),
+            ("packets_sent", s.packets_sent),
+            ("packets_sent_skippable", s.packets_sent_skippable),
+            ("seeks", s.seeks),
+            ("packets_indexed", s.packets_indexed),
+            ("packets_read", s.packets_read),
+        ]
+        .into_iter()
+        .collect())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.video.lock().map(|v| v.is_none()).unwrap_or(true)
+    }
+
+    /// Releases the container and the decoder (waiting for a call in progress); later calls
+    /// raise `InvalidRequestError`. Closing twice is fine.
+    fn close(&self, py: Python<'_>) {
+        let video = self.video.clone();
+        py.detach(move || {
+            if let Ok(mut v) = video.lock() {
+                v.take();
+            }
+        });
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!("<video_llava.Video {} ({state})>", self.describe)
+    }
 }
 
 fn thumbnail_options(

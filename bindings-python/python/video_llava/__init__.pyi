@@ -307,6 +307,64 @@ class VideoLlava:
     ) -> list[int]:
         """Greedy generation from already-expanded ids and pixels; the new token ids."""
 
+@final
+class Video:
+    """An opened video: the container, its packet index and the decoder are kept between calls.
+
+    ``Video(source)`` opens the file (or bytes) once; the methods take the arguments of
+    ``sample_frames``, ``thumbnail`` and ``storyboard`` after the source and return the same
+    types. Usable as a context manager (``close()`` on exit).
+    """
+
+    def __new__(cls, source: _Source) -> Video: ...
+    @property
+    def info(self) -> VideoInfo:
+        """The facts of the video stream (what ``probe`` returns), computed on first access."""
+    def sample(
+        self,
+        num_frames: int = 8,
+        *,
+        sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
+        seek: Literal["exact", "fast"] = "exact",
+        indices: Sequence[int] | None = None,
+        timestamps: Sequence[float] | None = None,
+        every: float | None = None,
+        resize: _Resize | None = None,
+        rotate: bool = True,
+        threads: int = 0,
+        max_bytes: int | None = None,
+    ) -> FrameBatch:
+        """Decodes the frames asked for, as ``sample_frames(source, ...)`` does."""
+    def thumbnail(
+        self,
+        *,
+        max_size: int = 320,
+        format: Literal["jpeg", "png", "webp"] = "jpeg",
+        quality: int = 85,
+        rotate: bool = True,
+    ) -> Thumbnail:
+        """One representative frame, as ``thumbnail(source, ...)`` makes it."""
+    def storyboard(
+        self,
+        n: int,
+        *,
+        max_size: int = 320,
+        format: Literal["jpeg", "png", "webp"] = "jpeg",
+        quality: int = 85,
+        rotate: bool = True,
+    ) -> list[Thumbnail]:
+        """``n`` representative frames in time order, as ``storyboard(source, n, ...)``."""
+    @property
+    def stats(self) -> dict[str, int]:
+        """Work done by every call so far (``packets_indexed``: the index pass, at most once)."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    def close(self) -> None:
+        """Releases the container and the decoder; later calls raise ``InvalidRequestError``."""
+    def __enter__(self) -> Video: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
 def probe(source: _Source) -> VideoInfo:
     """Opens ``source`` and reports the facts of its best video stream."""
 
