@@ -36,6 +36,34 @@ export declare class TokenStream {
 }
 
 /**
+ * An opened video (a path, or the whole file as a `Buffer`/`Uint8Array`): the container is
+ * opened once and what one call reads (the packet index on Matroska, WebM, MPEG-TS and AVI)
+ * serves the next. Calls on one handle run one at a time; `close()` releases it.
+ */
+export declare class Video {
+  /**
+   * Opens a video (a path, or the whole file as a `Buffer`/`Uint8Array`); rejects with the
+   * errors `probe` rejects with for a missing, unreadable or audio-only file.
+   */
+  static open(source: string | Buffer | Uint8Array): Promise<Video>
+  /** The facts of the video stream (what `probe` resolves to), computed on the first call. */
+  info(): Promise<VideoInfo>
+  /** Decodes the frames `options` asks for, as `sampleFrames(source, options)` does. */
+  sample(options?: SampleFramesOptions): Promise<FrameBatch>
+  /** One representative frame, as `thumbnail(source, options)` makes it. */
+  thumbnail(options?: ThumbnailOptions): Promise<Thumbnail>
+  /** `n` representative frames in time order, as `storyboard(source, n, options)` makes them. */
+  storyboard(n: number, options?: ThumbnailOptions): Promise<Array<Thumbnail>>
+  /**
+   * Releases the container and the decoder once the call in progress (if any) is done; later
+   * calls reject with `ERR_INVALID_ARGUMENT`. Closing twice is fine.
+   */
+  close(): void
+  /** Whether `close()` was called. */
+  get closed(): boolean
+}
+
+/**
  * A loaded Video-LLaVA checkpoint. Load it once with `VideoLlava.fromPretrained`; it may run
  * several generations at once (the weights are shared).
  */

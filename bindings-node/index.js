@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.TokenStream = nativeBinding.TokenStream
+module.exports.Video = nativeBinding.Video
 module.exports.VideoLlava = nativeBinding.VideoLlava
 module.exports.probe = nativeBinding.probe
 module.exports.sampleFrames = nativeBinding.sampleFrames

@@ -196,7 +196,7 @@ impl From<RsThumbnail> for Thumbnail {
     }
 }
 
-fn positive(name: &str, value: u32) -> Result<usize, JsFailure> {
+pub(crate) fn positive(name: &str, value: u32) -> Result<usize, JsFailure> {
     if value == 0 {
         return Err(JsFailure::invalid(format!("{name} must be at least 1")));
     }
@@ -305,7 +305,7 @@ impl SampleFramesOptions {
 }
 
 impl ThumbnailOptions {
-    fn to_thumbnail_options(&self) -> Result<RsThumbnailOptions, JsFailure> {
+    pub fn to_thumbnail_options(&self) -> Result<RsThumbnailOptions, JsFailure> {
         let defaults = RsThumbnailOptions::default();
         let format = match self.format.as_deref() {
             None => defaults.format,
@@ -370,6 +370,8 @@ pub struct ThumbnailTask(FrameTask<RsThumbnailOptions, RsThumbnail>);
 /// The promise of [`storyboard`].
 pub struct StoryboardTask(FrameTask<(usize, RsThumbnailOptions), Vec<RsThumbnail>>);
 
+/// `impl Task` for a promise wrapping one engine call (`self.0.compute()`), resolved with
+/// `$convert`; used here and by the `Video` class.
 macro_rules! frame_task {
     ($task:ident, $out:ty, $js:ty, $convert:expr) => {
         #[napi]
@@ -387,6 +389,8 @@ macro_rules! frame_task {
         }
     };
 }
+
+pub(crate) use frame_task;
 
 frame_task!(ProbeTask, RsVideoInfo, VideoInfo, VideoInfo::from);
 frame_task!(SampleFramesTask, RsFrameBatch, FrameBatch, FrameBatch::from);

@@ -9,6 +9,7 @@
 //! - `error`: engine errors -> JS errors with codes; panics caught before they reach Node.
 //! - `source`: a path or bytes from JavaScript -> an engine source.
 //! - `frames`: `probe`, `sampleFrames`, `thumbnail`, `storyboard`.
+//! - `video`: the `Video` class, one opened video reused by its calls.
 //! - `model`: the `VideoLlava` class: loading, `generate`, tokenizing, raw logits.
 //! - `request`: generation options from JavaScript -> the engine's request and parameters.
 //! - `stream`: `TokenStream`, the async iterator behind `model.stream()`.
@@ -28,3 +29,4 @@ mod on_token;
 mod request;
 mod source;
 mod stream;
+mod video;

@@ -3,7 +3,7 @@ const assert = require('node:assert/strict')
 const { describe, it } = require('node:test')
 const path = require('node:path')
 
-const API = ['probe', 'sampleFrames', 'thumbnail', 'storyboard', 'VideoLlava']
+const API = ['probe', 'sampleFrames', 'thumbnail', 'storyboard', 'Video', 'VideoLlava']
 
 describe('module loading', () => {
   it('require() of the package name and of the package directory give the whole API', () => {
@@ -32,6 +32,12 @@ describe('module loading', () => {
   it('VideoLlava cannot be constructed directly (use fromPretrained)', () => {
     const { VideoLlava } = require('video-llava')
     assert.throws(() => new VideoLlava())
+  })
+
+  it('Video cannot be constructed directly (use Video.open)', () => {
+    const { Video } = require('video-llava')
+    assert.throws(() => new Video())
+    assert.equal(typeof Video.open, 'function')
   })
 
   it('calls that decode return promises', () => {

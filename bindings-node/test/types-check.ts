@@ -7,6 +7,7 @@ import {
   sampleFrames,
   storyboard,
   thumbnail,
+  Video,
   VideoLlava,
   type FrameBatch,
   type Generation,
@@ -47,6 +48,14 @@ async function main(): Promise<void> {
     thumb.data, thumb.timestamp, thumb.width, thumb.height, thumb.format,
   ]
   const board: Thumbnail[] = await storyboard(path, 4, { format: 'webp' })
+
+  const handle: Video = await Video.open(bytes)
+  const handleInfo: VideoInfo = await handle.info()
+  const handleBatch: FrameBatch = await handle.sample({ numFrames: 4, seek: 'fast' })
+  const handleThumb: Thumbnail = await handle.thumbnail({ maxSize: 160 })
+  const handleBoard: Thumbnail[] = await handle.storyboard(3, { format: 'png' })
+  handle.close()
+  const closed: boolean = handle.closed
 
   const model: VideoLlava = await VideoLlava.fromPretrained('LanguageBind/Video-LLaVA-7B-hf', {
     device: 'cpu',
