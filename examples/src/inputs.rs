@@ -67,11 +67,17 @@ fn is_glob(arg: &str) -> bool {
     arg.contains(['*', '?', '['])
 }
 
-/// Video files under `dir`, depth first, sorted by path.
+/// Video files under `dir`, depth first, sorted by path. Symlinked folders are searched, each
+/// real folder once: a link back up the tree (a cycle) is not followed again.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let mut files = Vec::new();
+    let mut visited = std::collections::HashSet::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        let real = std::fs::canonicalize(&dir).map_err(|e| Failure::io(&dir, &e))?;
+        if !visited.insert(real) {
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).map_err(|e| Failure::io(&dir, &e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Failure::io(&dir, &e))?;
@@ -112,6 +118,19 @@ mod tests {
             .map(|f| root.join(f))
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_cycle_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("uploads");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.mp4"), b"x").unwrap();
+        // uploads/loop -> .. : without a visited set the walk never ends.
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        let files = walk(dir.path()).unwrap();
+        assert_eq!(files, vec![sub.join("a.mp4")]);
     }
 
     #[test]
