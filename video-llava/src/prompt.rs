@@ -217,13 +217,26 @@ impl PromptTokenizer {
         }
         let ids = self.encode_unexpanded(prompt)?;
         let per_video = num_frames.unwrap_or(0) * self.spec.video_tokens_per_frame;
-        self.expand(&ids, per_video)
+        self.expand(&ids, (images, videos), per_video)
     }
 
     /// Repeats placeholder ids; checks that the tokenizer split out exactly the placeholders
-    /// counted in the text (it would not if `<image>` were not a special token).
-    fn expand(&self, ids: &[u32], per_video: usize) -> Result<Vec<u32>> {
+    /// counted in the text, `(images, videos)` (it would not if `<image>` were not a special
+    /// token, or if the config named other ids than the tokenizer gives them).
+    fn expand(&self, ids: &[u32], counted: (usize, usize), per_video: usize) -> Result<Vec<u32>> {
         let (image_id, video_id) = (self.spec.image_token_id, self.spec.video_token_id);
+        let found = (
+            ids.iter().filter(|&&id| id == image_id).count(),
+            ids.iter().filter(|&&id| id == video_id).count(),
+        );
+        if found != counted {
+            return Err(Error::Tokenizer(format!(
+                "the prompt has {} <image> and {} <video> placeholders, but the tokenizer gave \
+                 {} image ids ({image_id}) and {} video ids ({video_id}): the placeholders must \
+                 be special tokens with the ids config.json names",
+                counted.0, counted.1, found.0, found.1
+            )));
+        }
         let extra: usize = ids
             .iter()
             .map(|&id| match id {
@@ -290,6 +303,37 @@ mod tests {
             format_prompt("Look: <image> now", &[], 1, false),
             "USER: Look: <image> now ASSISTANT:"
         );
+    }
+
+    #[test]
+    fn placeholders_the_tokenizer_does_not_split_out_are_an_error() {
+        // `<image>` in the vocabulary with the right id, but not an added (special) token: the
+        // tokenizer splits the text `<image>` into pieces and no image id comes out.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/tokenizer.json");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        json["added_tokens"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| t["content"] != "<image>");
+        json["model"]["vocab"]["<image>"] = 32000.into();
+        let tokenizer: Tokenizer = json.to_string().parse().unwrap();
+        let t = PromptTokenizer::new(tokenizer, PlaceholderSpec::default()).unwrap();
+        let err = t
+            .encode("USER: <image>\nWhat? ASSISTANT:", 1, None)
+            .unwrap_err();
+        assert!(matches!(err, Error::Tokenizer(_)), "{err}");
+        assert!(err.to_string().contains("0 image ids"), "{err}");
+        // The fixture as it is expands as before.
+        let ids = tokenizer_fixture_ids();
+        assert_eq!(ids.iter().filter(|&&i| i == 32000).count(), 256);
+    }
+
+    fn tokenizer_fixture_ids() -> Vec<u32> {
+        tokenizer()
+            .encode("USER: <image>\nWhat? ASSISTANT:", 1, None)
+            .unwrap()
     }
 
     #[test]
