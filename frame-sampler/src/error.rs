@@ -1,7 +1,7 @@
 /// Everything that can go wrong while probing, sampling or making thumbnails.
 ///
 /// Every variant names the source (a path, or `<N bytes in memory>`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The file does not exist.

@@ -81,5 +81,52 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// An error of the same kind with the same message, for handing an error out twice (the
+    /// engine's and the OS's errors are not `Clone`; they keep their kind and text).
+    pub fn echo(&self) -> Error {
+        use Error as E;
+        match self {
+            E::MissingFile { dir, what } => E::MissingFile {
+                dir: dir.clone(),
+                what: what.clone(),
+            },
+            E::Config { path, reason } => E::Config {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            E::Weights { path, reason } => E::Weights {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            E::PickleOnly { dir } => E::PickleOnly { dir: dir.clone() },
+            E::Tokenizer(m) => E::Tokenizer(m.clone()),
+            E::InvalidRequest(m) => E::InvalidRequest(m.clone()),
+            E::PromptTooLong {
+                tokens,
+                max_new_tokens,
+                context,
+            } => E::PromptTooLong {
+                tokens: *tokens,
+                max_new_tokens: *max_new_tokens,
+                context: *context,
+            },
+            E::Download { repo, reason } => E::Download {
+                repo: repo.clone(),
+                reason: reason.clone(),
+            },
+            E::Device(m) => E::Device(m.clone()),
+            #[cfg(feature = "video")]
+            E::Video(e) => E::Video(e.clone()),
+            E::Image(m) => E::Image(m.clone()),
+            E::Compute(e) => E::Compute(candle_core::Error::Msg(e.to_string())),
+            E::Io { path, source } => E::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -740,7 +740,7 @@ impl VideoLlava {
             rx,
             cancel,
             generation: None,
-            failed: false,
+            failed: None,
             done: false,
         }
     }
@@ -793,6 +793,13 @@ impl VideoLlava {
     }
 }
 
+/// The error of a generation thread that ended without sending its result.
+fn thread_died() -> Error {
+    Error::Compute(candle_core::Error::Msg(
+        "the generation thread ended without a result".into(),
+    ))
+}
+
 /// Pieces buffered between the generating thread and a slow reader.
 const STREAM_BUFFER: usize = 64;
 
@@ -809,7 +816,8 @@ pub struct TextStream {
     rx: Receiver<StreamEvent>,
     cancel: CancelToken,
     generation: Option<Generation>,
-    failed: bool,
+    /// The error the iterator already returned, again (for [`TextStream::finish`]).
+    failed: Option<Error>,
     done: bool,
 }
 
@@ -846,12 +854,8 @@ impl TextStream {
         }
         match self.generation.take() {
             Some(generation) => Ok(generation),
-            None if self.failed => Err(Error::InvalidRequest(
-                "the generation failed; the stream already returned its error".into(),
-            )),
-            None => Err(Error::InvalidRequest(
-                "the generation thread ended without a result".into(),
-            )),
+            // The iterator already handed the error out: the same kind and message again.
+            None => Err(self.failed.take().unwrap_or_else(thread_died)),
         }
     }
 }
@@ -885,16 +889,14 @@ impl TextStream {
             }
             Ok(StreamEvent::Done(Err(e))) => {
                 self.done = true;
-                self.failed = true;
+                self.failed = Some(e.echo());
                 Some(Err(e))
             }
             // The thread died without a result (a panic inside candle).
             Err(mpsc::RecvError) => {
                 self.done = true;
-                self.failed = true;
-                Some(Err(Error::Compute(candle_core::Error::Msg(
-                    "the generation thread ended without a result".into(),
-                ))))
+                self.failed = Some(thread_died());
+                Some(Err(thread_died()))
             }
         }
     }
@@ -929,7 +931,7 @@ mod tests {
             rx,
             cancel: CancelToken::new(),
             generation: None,
-            failed: false,
+            failed: None,
             done: false,
         };
         let slice = Duration::from_millis(20);

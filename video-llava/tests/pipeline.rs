@@ -525,3 +525,29 @@ fn real_video_end_to_end() -> Result<()> {
     ensure!(again.token_ids == generation.token_ids);
     Ok(())
 }
+
+/// A stream whose generation fails hands the error out once through the iterator; `finish()`
+/// afterwards gives the same kind of error with the same message, not an invalid request.
+#[cfg(feature = "video")]
+#[test]
+fn a_failed_stream_finishes_with_its_own_error() -> Result<()> {
+    use video_llava::frame_sampler::{self, Source};
+    let model = tiny()?;
+    let missing = fixtures().join("no-such-video.mp4");
+    let request = Request::new("Why?").with_video(VideoInput::source(Source::Path(missing)));
+    let mut stream = model.stream(request, GenerationParams::greedy(4));
+    let first = stream.next().context("the error")?;
+    let err = first.expect_err("a missing video must fail");
+    ensure!(
+        matches!(err, Error::Video(frame_sampler::Error::NotFound { .. })),
+        "{err:?}"
+    );
+    ensure!(stream.next().is_none());
+    let again = stream.finish().expect_err("finish after the error");
+    ensure!(
+        matches!(again, Error::Video(frame_sampler::Error::NotFound { .. })),
+        "{again:?}"
+    );
+    ensure!(again.to_string() == err.to_string());
+    Ok(())
+}
