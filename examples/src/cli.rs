@@ -86,8 +86,10 @@ pub struct AnalyzeArgs {
     /// Print one JSON document (for a single video) instead of streaming text.
     #[arg(long)]
     pub json: bool,
-    /// Append one JSON line per video to FILE; videos already recorded there successfully are
-    /// skipped, so an interrupted batch resumes where it stopped.
+    /// Append one JSON line per video to FILE; a rerun with the same question, model and frame
+    /// count skips the videos answered there and the bad inputs unchanged since (same size and
+    /// mtime), retries the rest, and keeps one record per video, so an interrupted batch
+    /// resumes where it stopped.
     #[arg(long, value_name = "FILE")]
     pub jsonl: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use video_llava::analyze::{Analysis, AnalysisTimings};
 
 use crate::failure::Failure;
+use crate::jsonl::{file_stamp, RunKey};
 
 /// `probe --json`, and the `video` object of an analysis.
 #[derive(Debug, Serialize)]
@@ -154,6 +155,8 @@ pub struct AnalysisRecord<'a> {
     pub model: &'a str,
     /// The question.
     pub question: &'a str,
+    /// Frames asked for (with `model` and `question`, what a rerun's resume compares).
+    pub frames: u64,
     /// The answer.
     pub answer: &'a str,
     /// Prompt tokens, placeholders expanded.
@@ -172,6 +175,7 @@ impl<'a> AnalysisRecord<'a> {
         path: &Path,
         analysis: &'a Analysis,
         model: &'a str,
+        frames: u64,
         thumbnail: Option<&Path>,
     ) -> Self {
         Self {
@@ -183,6 +187,7 @@ impl<'a> AnalysisRecord<'a> {
             frame_timestamps: &analysis.frame_timestamps,
             model,
             question: &analysis.question,
+            frames,
             answer: &analysis.answer,
             prompt_tokens: analysis.prompt_tokens,
             generated_tokens: analysis.generated_tokens,
@@ -201,15 +206,33 @@ pub struct ErrorRecord {
     pub error: String,
     /// `input` (the video or the request) or `internal`.
     pub error_kind: &'static str,
+    /// The run it failed in (a rerun with another question or model tries again).
+    pub question: String,
+    /// The model as given to `--model`.
+    pub model: String,
+    /// Frames asked for.
+    pub frames: u64,
+    /// The file's size when it failed (a rerun retries a bad input once the file changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Its modification time then, nanoseconds since the epoch, as a decimal string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<String>,
 }
 
 impl ErrorRecord {
-    /// The record of `failure` for `path`.
-    pub fn new(path: &Path, failure: &Failure) -> Self {
+    /// The record of `failure` for `path` in the run `key`.
+    pub fn new(path: &Path, failure: &Failure, key: &RunKey) -> Self {
+        let stamp = file_stamp(path);
         Self {
             path: path.display().to_string(),
             error: failure.to_string(),
             error_kind: failure.kind.as_str(),
+            question: key.question.clone(),
+            model: key.model.clone(),
+            frames: key.frames,
+            size: stamp.map(|s| s.0),
+            mtime_ns: stamp.map(|s| s.1.to_string()),
         }
     }
 }

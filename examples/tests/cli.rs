@@ -465,22 +465,51 @@ fn a_folder_batch_records_a_broken_file_goes_on_and_resumes() {
     let c = text.find("c-carphone.mp4 <==").expect("header for c");
     assert!(a < c, "{text}");
 
-    // A rerun skips the two recorded successes and retries the broken file only.
+    // A rerun skips the two recorded successes, and the broken file too while it is unchanged:
+    // nothing to do, no line added.
     let again = run(&args);
-    assert_eq!(again.status.code(), Some(2), "stderr:\n{}", stderr(&again));
+    assert_ok(&again);
+    assert!(
+        stderr(&again).contains("nothing to do"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(lines(&log).len(), 3);
+
+    // Once the broken file changes it is retried, and its new record replaces the old one.
+    let mut bytes = std::fs::read(&broken).unwrap();
+    bytes.extend_from_slice(b"more garbage");
+    std::fs::write(&broken, bytes).unwrap();
+    let retried = run(&args);
+    assert_eq!(
+        retried.status.code(),
+        Some(2),
+        "stderr:\n{}",
+        stderr(&retried)
+    );
+    assert!(!stdout(&retried).contains("a-bikes.mp4"));
     let records = lines(&log);
-    assert_eq!(records.len(), 4, "{records:?}");
-    assert!(records[3]["path"]
-        .as_str()
-        .unwrap()
-        .ends_with("b-broken.mp4"));
-    assert!(!stdout(&again).contains("a-bikes.mp4"));
+    assert_eq!(records.len(), 3, "{records:?}");
+    let last = &records[2];
+    assert!(last["path"].as_str().unwrap().ends_with("b-broken.mp4"));
+    assert_eq!(last["size"].as_u64(), Some(50_000 + 12));
+
+    // Another question is another run: every video is analyzed again (the broken one fails).
+    let mut other = args.to_vec();
+    other.extend(["--question", "Is it raining?"]);
+    let asked = run(&other);
+    assert_eq!(asked.status.code(), Some(2), "stderr:\n{}", stderr(&asked));
+    let records = lines(&log);
+    assert_eq!(records.len(), 6, "{records:?}");
+    assert!(records[3..]
+        .iter()
+        .all(|r| r["question"] == "Is it raining?"));
 
     // Once the broken file is gone, everything left is recorded: nothing to do.
     std::fs::remove_file(&broken).unwrap();
     let done = run(&args);
     assert_ok(&done);
-    assert_eq!(lines(&log).len(), 4);
+    assert_eq!(lines(&log).len(), 6);
     assert!(stderr(&done).contains("nothing to do"), "{}", stderr(&done));
 }
 

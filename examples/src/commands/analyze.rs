@@ -16,8 +16,18 @@ use crate::device;
 use crate::failure::{Failure, FailureKind};
 use crate::image_files;
 use crate::inputs;
-use crate::jsonl::JsonlLog;
+use crate::jsonl::{JsonlLog, RunKey};
 use crate::records::{AnalysisRecord, ErrorRecord};
+
+/// What a `--jsonl` record answers: a rerun with another question, model or frame count
+/// analyzes the videos again.
+fn run_key(args: &AnalyzeArgs) -> RunKey {
+    RunKey {
+        question: args.question.clone(),
+        model: args.model.clone(),
+        frames: u64::from(args.frames),
+    }
+}
 
 /// Runs the batch; see the subcommand's help for the exit status.
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
@@ -25,7 +35,12 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
     if videos.is_empty() {
         return Err(Failure::input(args.paths.join(" "), "no video files found"));
     }
-    let mut log = args.jsonl.as_deref().map(JsonlLog::open).transpose()?;
+    let key = run_key(&args);
+    let mut log = args
+        .jsonl
+        .as_deref()
+        .map(|p| JsonlLog::open(p, &key))
+        .transpose()?;
     let (todo, skipped): (Vec<PathBuf>, Vec<PathBuf>) = videos
         .into_iter()
         .partition(|v| !log.as_ref().is_some_and(|l| l.is_done(v)));
@@ -154,6 +169,7 @@ struct Report {
     log: Option<JsonlLog>,
     thumbnails: Option<PathBuf>,
     model: String,
+    key: RunKey,
     /// The answer so far of the video being generated, and whether its header was printed.
     current: String,
     header_printed: bool,
@@ -192,6 +208,7 @@ impl Report {
             log,
             thumbnails: args.thumbnails.clone(),
             model: args.model.clone(),
+            key: run_key(args),
             current: String::new(),
             header_printed: false,
             analyzed: 0,
@@ -270,7 +287,7 @@ impl Report {
 
     fn succeeded(&mut self, video: &Path, analysis: &Analysis, thumbnail: Option<&Path>) {
         self.analyzed += 1;
-        let record = AnalysisRecord::new(video, analysis, &self.model, thumbnail);
+        let record = AnalysisRecord::new(video, analysis, &self.model, self.key.frames, thumbnail);
         match &self.output {
             Output::Json => {
                 let json = serde_json::to_string_pretty(&record).expect("plain data serializes");
@@ -308,7 +325,7 @@ impl Report {
             FailureKind::Input => self.input_failures += 1,
             FailureKind::Internal => self.other_failures += 1,
         }
-        let record = ErrorRecord::new(video, &failure);
+        let record = ErrorRecord::new(video, &failure, &self.key);
         let say = || eprintln!("error: {failure}");
         match &self.output {
             Output::Bar(bar) => bar.suspend(say),
