@@ -21,23 +21,17 @@ pub fn format_for(path: &Path) -> Result<ImageFormat, Failure> {
     })
 }
 
-/// Encodes `img` into `path` in the format its extension names.
+/// Encodes `img` into `path` in the format its extension names, with frame-sampler's encoder.
 pub fn write(path: &Path, img: &RgbImage) -> Result<(), Failure> {
     let format = format_for(path)?;
-    let mut bytes = Vec::new();
-    let encoded = match format {
-        ImageFormat::Jpeg => {
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
-                .encode_image(img)
-        }
-        ImageFormat::Png => img.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes)),
-        ImageFormat::WebP => {
-            img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut bytes))
-        }
-    };
-    encoded.map_err(|e| {
-        Failure::internal(path.display().to_string(), format!("encoding failed: {e}"))
-    })?;
+    let bytes = frame_sampler::encode_image(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        format,
+        JPEG_QUALITY,
+    )
+    .map_err(|e| Failure::internal(path.display().to_string(), e.to_string()))?;
     write_bytes(path, &bytes)
 }
 

@@ -99,6 +99,26 @@ pub fn thumbnail(source: &Source, options: &ThumbnailOptions) -> Result<Thumbnai
     Video::open(source.clone())?.thumbnail(options)
 }
 
+/// Encodes `width x height` RGB8 pixels (row-major, 3 bytes per pixel) as the thumbnails are:
+/// JPEG at `quality` (1-100), PNG, or lossless WebP (`quality` ignored for those two).
+///
+/// Errors: [`Error::Encode`] for a buffer that is not `width x height x 3` bytes, a zero side,
+/// or an encoder failure; [`Error::InvalidRequest`] for `quality` outside 1-100.
+pub fn encode_image(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    format: ImageFormat,
+    quality: u8,
+) -> Result<Vec<u8>> {
+    if !(1..=100).contains(&quality) {
+        return Err(Error::InvalidRequest(format!(
+            "image quality must be 1-100, got {quality}"
+        )));
+    }
+    thumbnail::encode(rgb, width, height, format, quality)
+}
+
 /// `n` distinct representative frames in time order, each encoded like a [`thumbnail`].
 ///
 /// The timeline is cut into `n` equal segments and each gives its most representative frame

@@ -741,7 +741,7 @@ fn encode_thumbnail(
 }
 
 /// Encodes an RGB8 image; WebP is lossless (the only WebP encoder the `image` crate has).
-fn encode(
+pub(crate) fn encode(
     rgb: &[u8],
     width: u32,
     height: u32,

@@ -150,7 +150,7 @@ fn rotated_video_gives_a_portrait_thumbnail() {
     let source = video("rotated_90.mp4");
     let upright = thumbnail(&source, &options(320, ImageFormat::Png)).unwrap();
     assert_eq!((upright.width, upright.height), (180, 320));
-    decoded_mean_luma(&upright);
+    assert!(decoded_mean_luma(&upright) > NOT_BLACK);
     let stored = thumbnail(
         &source,
         &ThumbnailOptions {
@@ -160,6 +160,23 @@ fn rotated_video_gives_a_portrait_thumbnail() {
     )
     .unwrap();
     assert_eq!((stored.width, stored.height), (320, 180));
+    // The same frame, turned: the upright picture is the stored one rotated 90 degrees
+    // clockwise (the scaler sees the same pixels in another order; allow its rounding).
+    assert_eq!(upright.timestamp, stored.timestamp);
+    let up = image::load_from_memory(&upright.data).unwrap().to_rgb8();
+    let turned =
+        image::imageops::rotate90(&image::load_from_memory(&stored.data).unwrap().to_rgb8());
+    let diff: f64 = up
+        .as_raw()
+        .iter()
+        .zip(turned.as_raw())
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / up.as_raw().len() as f64;
+    assert!(
+        diff < 3.0,
+        "upright vs turned stored: mean abs diff {diff:.2}"
+    );
 }
 
 #[test]
@@ -225,7 +242,7 @@ fn storyboard_of_a_long_gop_clip_covers_its_length() {
     assert!(board[0].timestamp < 20.0 / 6.0 && board[5].timestamp > 20.0 * 5.0 / 6.0);
     for thumb in &board {
         assert_eq!((thumb.width, thumb.height), (96, 54));
-        decoded_mean_luma(thumb);
+        assert!(decoded_mean_luma(thumb) > NOT_BLACK, "{}", thumb.timestamp);
     }
 }
 
@@ -392,4 +409,27 @@ fn content_hidden_between_black_stretches_is_found() {
         .filter(|t| decoded_mean_luma(t) > NOT_BLACK)
         .count();
     assert!(lit >= 1, "no storyboard frame shows the content");
+}
+
+/// The encoder the thumbnails use is public: what it writes decodes to the pixels given
+/// (losslessly for PNG and WebP), and wrong sizes or qualities are typed errors.
+#[test]
+fn encode_image_round_trips_and_refuses_bad_buffers() {
+    let (w, h) = (40u32, 30u32);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+    for format in [ImageFormat::Png, ImageFormat::WebP] {
+        let data = frame_sampler::encode_image(&rgb, w, h, format, 90).unwrap();
+        let back = image::load_from_memory(&data).unwrap().to_rgb8();
+        assert_eq!(back.into_raw(), rgb, "{format:?}");
+    }
+    let jpeg = frame_sampler::encode_image(&rgb, w, h, ImageFormat::Jpeg, 80).unwrap();
+    assert_eq!(image::load_from_memory(&jpeg).unwrap().width(), w);
+    assert!(matches!(
+        frame_sampler::encode_image(&rgb[1..], w, h, ImageFormat::Png, 90),
+        Err(Error::Encode { .. })
+    ));
+    assert!(matches!(
+        frame_sampler::encode_image(&rgb, w, h, ImageFormat::Jpeg, 0),
+        Err(Error::InvalidRequest(_))
+    ));
 }
