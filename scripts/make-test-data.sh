@@ -75,19 +75,39 @@ mpegts() {  # TS starts at a 1.4 s offset and has no frame count in any header
   "${FF[@]}" -f lavfi -i "$SRC:duration=6" -f lavfi -i "sine=frequency=300:duration=6" \
     -c:v libx264 -preset veryfast -bf 3 -g 48 -pix_fmt yuv420p -c:a aac -b:a 64k -f mpegts "$TMP"
 }
-rotated() {  # stored 320x180 landscape, displayed rotated 90 degrees clockwise (portrait 180x320)
-  local plain="$V/.rotated_plain.mp4"
+rotated() {  # stored 320x180 landscape, displayed rotated $1 (default 90) degrees clockwise
+  local cw=${1:-90}
+  local plain="$V/.rotated_plain_$cw.mp4"
   "${FF[@]}" -f lavfi -i "testsrc2=size=320x180:rate=30:duration=2" -c:v libx264 -preset veryfast \
     -pix_fmt yuv420p -f mp4 "$plain"
   # Both spellings below write a display matrix of -90 degrees (counter-clockwise), i.e. "turn
   # 90 degrees clockwise to display", as phones do: -display_rotation (FFmpeg 6+) takes
   # counter-clockwise degrees, FFmpeg 5.1's mp4 muxer turns a `rotate` tag of 270 into it.
   if ffmpeg -hide_banner -h full 2>/dev/null | grep -q display_rotation; then
-    "${FF[@]}" -display_rotation -90 -i "$plain" -c copy -f mp4 "$TMP"
+    "${FF[@]}" -display_rotation "-$cw" -i "$plain" -c copy -f mp4 "$TMP"
   else
-    "${FF[@]}" -i "$plain" -c copy -metadata:s:v:0 rotate=270 -f mp4 "$TMP"
+    "${FF[@]}" -i "$plain" -c copy -metadata:s:v:0 rotate=$(( (360 - cw) % 360 )) -f mp4 "$TMP"
   fi
   rm -f "$plain"
+}
+h264_10bit() {  # 10-bit 4:2:0 H.264 (High 10), as some cameras and screen recorders write
+  "${FF[@]}" -f lavfi -i "testsrc2=size=320x240:rate=30:duration=3" -c:v libx264 -preset veryfast \
+    -g 30 -bf 2 -pix_fmt yuv420p10le -f matroska "$TMP"
+}
+hdr_hevc() {  # HDR10-style HEVC Main 10: BT.2020 primaries and matrix, PQ transfer
+  "${FF[@]}" -f lavfi -i "testsrc2=size=320x240:rate=30:duration=3" -c:v libx265 -preset ultrafast \
+    -x265-params "log-level=error:keyint=30:min-keyint=30:scenecut=0:hdr10=1:repeat-headers=1" \
+    -pix_fmt yuv420p10le -color_primaries bt2020 -color_trc smpte2084 -colorspace bt2020nc \
+    -tag:v hvc1 -f mp4 "$TMP"
+}
+resolution_change() {  # MPEG-TS whose stream goes from 320x240 to 160x120 after 2 s
+  local a="$V/.res_a.ts" b="$V/.res_b.ts"
+  "${FF[@]}" -f lavfi -i "testsrc2=size=320x240:rate=30:duration=2" -c:v libx264 -preset veryfast \
+    -g 30 -bf 0 -pix_fmt yuv420p -f mpegts "$a"
+  "${FF[@]}" -f lavfi -i "testsrc=size=160x120:rate=30:duration=2" -c:v libx264 -preset veryfast \
+    -g 30 -bf 0 -pix_fmt yuv420p -output_ts_offset 2 -f mpegts "$b"
+  cat "$a" "$b" > "$TMP"
+  rm -f "$a" "$b"
 }
 fade() {  # 1 s black, fade in over 1 s, content, a black section from 3 s to 4 s, content to 6 s
   "${FF[@]}" -f lavfi -i "testsrc2=size=320x240:rate=30:duration=6" \
@@ -144,7 +164,12 @@ fi
 make mpeg4.avi mpeg4_avi
 make vfr.mkv vfr_mkv
 make mpegts.ts mpegts
-make rotated_90.mp4 rotated
+make rotated_90.mp4 rotated 90
+make rotated_180.mp4 rotated 180
+make rotated_270.mp4 rotated 270
+make h264_10bit.mkv h264_10bit
+make hdr_hevc.mp4 hdr_hevc
+make resolution_change.ts resolution_change
 make fade_black.mp4 fade
 make h264_720p.mp4 h264_720p
 make truncated_index_lies.mp4 truncated_index_lies

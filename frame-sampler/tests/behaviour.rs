@@ -62,37 +62,56 @@ fn probe_reports_the_facts() {
 
 #[test]
 fn rotation_comes_from_the_display_matrix() {
-    let path = video("rotated_90.mp4");
-    let source = Source::from(path.as_path());
-    let info = probe(&source).unwrap();
-    assert_eq!(info.rotation, 90);
-    assert_eq!((info.coded_width, info.coded_height), (320, 180));
-    assert_eq!((info.width, info.height), (180, 320));
+    // Stored 320x180; each file's display matrix turns it this many degrees clockwise.
+    for degrees in [90u32, 180, 270] {
+        let path = video(&format!("rotated_{degrees}.mp4"));
+        let source = Source::from(path.as_path());
+        let info = probe(&source).unwrap();
+        assert_eq!(info.rotation, degrees);
+        assert_eq!((info.coded_width, info.coded_height), (320, 180));
+        let (w, h): (usize, usize) = if degrees == 180 {
+            (320, 180)
+        } else {
+            (180, 320)
+        };
+        assert_eq!(
+            (info.width as usize, info.height as usize),
+            (w, h),
+            "{degrees}"
+        );
 
-    let upright = sample_frames(&source, &opts(Sampling::Indices(vec![0, 30]))).unwrap();
-    assert_eq!((upright.width, upright.height), (180, 320));
-    let stored =
-        sample_frames(&source, &opts(Sampling::Indices(vec![0, 30])).rotate(false)).unwrap();
-    assert_eq!((stored.width, stored.height), (320, 180));
-    // Upright = the stored frame turned 90 degrees clockwise: stored (x, y) lands at (h-1-y, x).
-    for i in 0..2 {
-        let (s, u) = (stored.frame(i), upright.frame(i));
-        for y in 0..180usize {
-            for x in 0..320usize {
-                let src = (y * 320 + x) * 3;
-                let dst = (x * 180 + (179 - y)) * 3;
-                assert_eq!(s[src..src + 3], u[dst..dst + 3]);
+        let upright = sample_frames(&source, &opts(Sampling::Indices(vec![0, 30]))).unwrap();
+        assert_eq!((upright.width, upright.height), (w as u32, h as u32));
+        let stored =
+            sample_frames(&source, &opts(Sampling::Indices(vec![0, 30])).rotate(false)).unwrap();
+        assert_eq!((stored.width, stored.height), (320, 180));
+        // Where stored pixel (x, y) lands when turned clockwise.
+        let lands = |x: usize, y: usize| match degrees {
+            90 => (179 - y, x),
+            180 => (319 - x, 179 - y),
+            _ => (y, 319 - x),
+        };
+        for i in 0..2 {
+            let (s, u) = (stored.frame(i), upright.frame(i));
+            for y in 0..180usize {
+                for x in 0..320usize {
+                    let src = (y * 320 + x) * 3;
+                    let (ux, uy) = lands(x, y);
+                    let dst = (uy * w + ux) * 3;
+                    assert_eq!(s[src..src + 3], u[dst..dst + 3], "{degrees} at ({x}, {y})");
+                }
             }
         }
-    }
-    // And it matches the ffmpeg CLI's autorotated decode (which rotates before converting to RGB).
-    let reference = ffmpeg_frames(&path, 180, 320, true, None);
-    for (i, &idx) in upright.indices.iter().enumerate() {
-        let d = mean_diff(upright.frame(i), &reference.frames[idx as usize]);
-        assert!(
-            d < 1.0,
-            "rotated frame {idx} differs from ffmpeg's autorotate by {d:.2} on average"
-        );
+        // And it matches the ffmpeg CLI's autorotated decode (which rotates before converting
+        // to RGB).
+        let reference = ffmpeg_frames(&path, w, h, true, None);
+        for (i, &idx) in upright.indices.iter().enumerate() {
+            let d = mean_diff(upright.frame(i), &reference.frames[idx as usize]);
+            assert!(
+                d < 1.0,
+                "{degrees}: frame {idx} differs from ffmpeg's autorotate by {d:.2} on average"
+            );
+        }
     }
 }
 
@@ -458,5 +477,35 @@ fn sources_can_be_sampled_from_many_threads() {
         .collect();
     for h in handles {
         assert_eq!(h.join().unwrap(), want);
+    }
+}
+
+/// A stream whose resolution changes mid-file (320x240, then 160x120 from 2 s): every frame
+/// comes out at the size the stream starts with, the later ones scaled up, as the ffmpeg CLI
+/// (autoscale) gives them; frame counts and times run across the change.
+#[test]
+fn a_resolution_change_mid_file_is_scaled_to_the_first_size() {
+    let path = video("resolution_change.ts");
+    let source = Source::from(path.as_path());
+    let info = probe(&source).unwrap();
+    assert_eq!((info.width, info.height), (320, 240));
+    assert_eq!(info.frame_count, 120);
+    for seek in [SeekMode::Exact, SeekMode::Fast] {
+        let batch = sample_frames(&source, &opts(Sampling::Uniform(8)).seek(seek)).unwrap();
+        assert_eq!((batch.width, batch.height), (320, 240));
+        assert!(
+            batch.indices.iter().any(|&i| i >= 60),
+            "{:?}",
+            batch.indices
+        );
+        let reference = ffmpeg_frames(&path, 320, 240, false, None);
+        assert_eq!(reference.frames.len(), 120);
+        for (i, &idx) in batch.indices.iter().enumerate() {
+            let d = mean_diff(batch.frame(i), &reference.frames[idx as usize]);
+            assert!(
+                d < 3.0,
+                "{seek:?}: frame {idx} differs from ffmpeg's by {d:.2}"
+            );
+        }
     }
 }

