@@ -19,6 +19,9 @@ use crate::error::JsFailure;
 use crate::model::{run_generation, Generation};
 use crate::request::{Call, Prepared};
 
+/// Pieces buffered between the engine thread and a slow `for await` loop.
+const STREAM_BUFFER: usize = 64;
+
 /// What TypeScript sees of [`Piece`]: the stream's item type is named `Piece` in the generated
 /// `index.d.ts` (the type generator goes by name), and this alias makes that name a `string` there.
 pub mod ts {
@@ -61,7 +64,7 @@ impl ToNapiValue for Piece {
 struct Pending {
     model: RsVideoLlava,
     prepared: Result<Prepared, JsFailure>,
-    sender: mpsc::UnboundedSender<Event>,
+    sender: mpsc::Sender<Event>,
 }
 
 /// The pieces of one generation, in order: `for await (const piece of model.stream(...))`.
@@ -69,7 +72,7 @@ struct Pending {
 pub struct TokenStream {
     /// Taken by the first `next()`.
     pending: Option<Pending>,
-    events: Arc<Mutex<mpsc::UnboundedReceiver<Event>>>,
+    events: Arc<Mutex<mpsc::Receiver<Event>>>,
     cancel: CancelToken,
     /// The whole generation, once the stream has ended normally.
     finished: Arc<std::sync::Mutex<Option<RsGeneration>>>,
@@ -81,7 +84,7 @@ impl TokenStream {
     /// A stream that runs `call` on `model` once iterated.
     pub fn new(model: RsVideoLlava, mut call: Call) -> Self {
         let listener = call.listener.take();
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
         let prepared = match call.sink {
             Some(_) => Err(JsFailure::invalid(
                 "stream() yields the pieces itself; onToken is for generate()",
@@ -115,20 +118,22 @@ impl TokenStream {
             let pieces = sender.clone();
             let done = prepared.and_then(|prepared| {
                 run_generation(&model, &prepared, &cancel, None, |piece| {
-                    // A closed channel means JavaScript dropped the stream; the cancel token
-                    // (set by the drop) stops the generation.
-                    let _ = pieces.send(Event::Piece(piece.to_owned()));
+                    // A full buffer makes the generation wait for the reader (a loop that
+                    // stopped pulling does not grow memory without bound); a closed channel
+                    // means JavaScript dropped the stream, and the cancel token (set by the
+                    // drop) stops the generation.
+                    let _ = pieces.blocking_send(Event::Piece(piece.to_owned()));
                 })
             });
-            let _ = sender.send(Event::Done(done));
+            let _ = sender.blocking_send(Event::Done(done));
         };
         let spawned = std::thread::Builder::new()
             .name("video-llava-stream".into())
             .spawn(run);
         if let Err(e) = spawned {
             // The closure (and its sender) is gone with the failed spawn: report through a new channel.
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let _ = sender.send(Event::Done(Err(JsFailure::new(
+            let (sender, receiver) = mpsc::channel(1);
+            let _ = sender.try_send(Event::Done(Err(JsFailure::new(
                 "ERR_INTERNAL",
                 format!("cannot start the generation thread: {e}"),
             ))));
