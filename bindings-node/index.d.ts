@@ -178,9 +178,15 @@ export interface Generation {
 
 /** Where and in which precision to load the model. */
 export interface LoadOptions {
-  /** `cpu` (default), `cuda`, `cuda:N`, `metal` or `metal:N` (GPU ones need a build with that backend). */
+  /**
+   * `auto` (default: CUDA, then Metal, when built in and present, else the CPU), `cpu`,
+   * `cuda[:N]` (or `gpu`), `metal[:N]` (or `mps`); GPU ones need a build with that backend.
+   */
   device?: string
-  /** `float32` (default), `float16` or `bfloat16`. */
+  /**
+   * `float32`, `float16` or `bfloat16` (aliases `f32`, `fp16`, `bf16`, ...); by default
+   * float32 on the CPU, bfloat16 on CUDA, float16 on Metal, as the CLI and Python choose.
+   */
   dtype?: 'float32' | 'float16' | 'bfloat16'
   /**
    * Quantize the language model's linear weights while they are read: `q8_0`, `q4k`, `q6k`

@@ -6,8 +6,8 @@ use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Uint32Array, Unknow
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{
-    CancelToken, DType, Device, Generation as RsGeneration, LoadOptions as RsLoadOptions,
-    Quantization, Tensor, VideoLlava as RsVideoLlava,
+    CancelToken, DType, Device, DeviceRequest, Generation as RsGeneration,
+    LoadOptions as RsLoadOptions, Quantization, Tensor, VideoLlava as RsVideoLlava,
 };
 
 use crate::args;
@@ -21,9 +21,11 @@ use crate::stream::TokenStream;
 #[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct LoadOptions {
-    /// `cpu` (default), `cuda`, `cuda:N`, `metal` or `metal:N` (GPU ones need a build with that backend).
+    /// `auto` (default: CUDA, then Metal, when built in and present, else the CPU), `cpu`,
+    /// `cuda[:N]` (or `gpu`), `metal[:N]` (or `mps`); GPU ones need a build with that backend.
     pub device: Option<String>,
-    /// `float32` (default), `float16` or `bfloat16`.
+    /// `float32`, `float16` or `bfloat16` (aliases `f32`, `fp16`, `bf16`, ...); by default
+    /// float32 on the CPU, bfloat16 on CUDA, float16 on Metal, as the CLI and Python choose.
     #[napi(ts_type = "'float32' | 'float16' | 'bfloat16'")]
     pub dtype: Option<String>,
     /// Quantize the language model's linear weights while they are read: `q8_0`, `q4k`, `q6k`
@@ -37,50 +39,26 @@ pub struct LoadOptions {
 /// What `fromPretrained` loads with, converted on the calling thread.
 struct LoadCall {
     path: String,
-    device: DeviceSpec,
-    dtype: DType,
+    device: DeviceRequest,
+    dtype: Option<DType>,
     quantize: Quantization,
     quantize_vision: bool,
 }
 
-enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-    Metal(usize),
-}
-
 impl LoadOptions {
-    fn parse(&self) -> Result<(DeviceSpec, DType), JsFailure> {
-        let device = self.device.as_deref().unwrap_or("cpu");
-        let (kind, ordinal) = match device.split_once(':') {
-            Some((kind, n)) => {
-                let n = n
-                    .parse::<usize>()
-                    .map_err(|_| JsFailure::invalid(format!("bad device ordinal in {device:?}")))?;
-                (kind, n)
-            }
-            None => (device, 0),
+    /// The device and dtype names, read by the core's policy on the calling thread (the device
+    /// is opened on the worker); `None` dtype: the opened device's default.
+    fn parse(&self) -> Result<(DeviceRequest, Option<DType>), JsFailure> {
+        let device = match self.device.as_deref() {
+            Some(name) => name.parse::<DeviceRequest>().map_err(JsFailure::from)?,
+            None => DeviceRequest::default(),
         };
-        let device = match kind {
-            "cpu" => DeviceSpec::Cpu,
-            "cuda" => DeviceSpec::Cuda(ordinal),
-            "metal" => DeviceSpec::Metal(ordinal),
-            _ => {
-                return Err(JsFailure::invalid(format!(
-                    "unknown device {device:?} (expected 'cpu', 'cuda[:N]' or 'metal[:N]')"
-                )))
-            }
-        };
-        let dtype = match self.dtype.as_deref().unwrap_or("float32") {
-            "float32" | "f32" => DType::F32,
-            "float16" | "f16" => DType::F16,
-            "bfloat16" | "bf16" => DType::BF16,
-            other => {
-                return Err(JsFailure::invalid(format!(
-                    "unknown dtype {other:?} (expected 'float32', 'float16' or 'bfloat16')"
-                )))
-            }
-        };
+        let dtype = self
+            .dtype
+            .as_deref()
+            .map(video_llava::device::parse_dtype)
+            .transpose()
+            .map_err(JsFailure::from)?;
         Ok((device, dtype))
     }
 
@@ -93,17 +71,6 @@ impl LoadOptions {
             .parse::<Quantization>()
             .map_err(JsFailure::from)?;
         Ok((quantize, self.quantize_vision.unwrap_or(false)))
-    }
-}
-
-impl DeviceSpec {
-    fn open(&self) -> Result<Device, JsFailure> {
-        let device = match self {
-            DeviceSpec::Cpu => return Ok(Device::Cpu),
-            DeviceSpec::Cuda(n) => Device::new_cuda(*n),
-            DeviceSpec::Metal(n) => Device::new_metal(*n),
-        };
-        device.map_err(|e| JsFailure::new("ERR_DEVICE", format!("device: {e}")))
     }
 }
 
@@ -214,8 +181,11 @@ impl Task for LoadTask {
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
         Ok(call.and_then(|call| {
             guarded(|| {
-                let device = call.device.open()?;
-                let options = RsLoadOptions::new(&device, call.dtype)
+                let device = call.device.open().map_err(JsFailure::from)?;
+                let dtype = call
+                    .dtype
+                    .unwrap_or_else(|| video_llava::device::default_dtype(&device));
+                let options = RsLoadOptions::new(&device, dtype)
                     .quantize(call.quantize)
                     .quantize_vision(call.quantize_vision);
                 RsVideoLlava::from_pretrained_with(&call.path, &options).map_err(JsFailure::from)

@@ -348,6 +348,15 @@ describe('loading', () => {
     await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { device: 'tpu' }), { code: 'ERR_INVALID_ARGUMENT' })
     await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { dtype: 'float8' }), { code: 'ERR_INVALID_ARGUMENT' })
   })
+
+  it('takes the core device policy: auto by default, aliases, ERR_DEVICE for a missing backend', async () => {
+    const auto = await VideoLlava.fromPretrained(tinyModelDir)
+    const alias = await VideoLlava.fromPretrained(tinyModelDir, { device: 'CPU', dtype: 'f32' })
+    const ids = [1, 15043]
+    assert.deepEqual(Array.from(await auto.logits(ids)), Array.from(await alias.logits(ids)))
+    // This test build has no CUDA: asking for it is a device error, not an argument error.
+    await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { device: 'gpu' }), { code: 'ERR_DEVICE' })
+  })
 })
 
 describe('process lifetime', () => {

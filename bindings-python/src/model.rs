@@ -4,7 +4,6 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use candle_core::DeviceLocation;
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -104,76 +103,6 @@ impl PyGeneration {
     }
 }
 
-fn parse_device(py: Python<'_>, name: &str) -> PyResult<Device> {
-    let lower = name.trim().to_ascii_lowercase();
-    let ordinal = |rest: &str| -> PyResult<usize> {
-        rest.parse::<usize>().map_err(|_| {
-            new_err(
-                py,
-                Kind::InvalidRequest,
-                format!("bad device ordinal in {name:?}"),
-            )
-        })
-    };
-    let device = match lower.as_str() {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => Device::new_cuda(0),
-        "metal" | "mps" => Device::new_metal(0),
-        "auto" => {
-            // Prefer an accelerator this build and machine have; otherwise the CPU.
-            let cuda = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
-            if cuda.is_cpu() {
-                Ok(Device::new_metal(0).unwrap_or(Device::Cpu))
-            } else {
-                Ok(cuda)
-            }
-        }
-        other => {
-            if let Some(rest) = other.strip_prefix("cuda:") {
-                Device::new_cuda(ordinal(rest)?)
-            } else if let Some(rest) = other.strip_prefix("metal:") {
-                Device::new_metal(ordinal(rest)?)
-            } else {
-                return Err(new_err(
-                    py,
-                    Kind::InvalidRequest,
-                    format!("device must be \"cpu\", \"cuda\", \"cuda:N\", \"metal\" or \"auto\", got {name:?}"),
-                ));
-            }
-        }
-    };
-    device.map_err(|e| new_err(py, Kind::Device, format!("device {name:?}: {e}")))
-}
-
-fn parse_dtype(py: Python<'_>, name: &str) -> PyResult<DType> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "float32" | "f32" | "fp32" => Ok(DType::F32),
-        "float16" | "f16" | "fp16" | "half" => Ok(DType::F16),
-        "bfloat16" | "bf16" => Ok(DType::BF16),
-        other => Err(new_err(
-            py,
-            Kind::InvalidRequest,
-            format!("dtype must be \"float32\", \"float16\" or \"bfloat16\", got {other:?}"),
-        )),
-    }
-}
-
-fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F16 => "float16",
-        DType::BF16 => "bfloat16",
-        _ => "float32",
-    }
-}
-
-fn device_name(device: &Device) -> String {
-    match device.location() {
-        DeviceLocation::Cpu => "cpu".into(),
-        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}
-
 /// Optional float32 pixels, borrowed from numpy.
 fn pixels<'py>(obj: Option<&Bound<'py, PyAny>>, what: &str) -> PyResult<Option<ArrayIn<'py, f32>>> {
     obj.map(|o| contiguous::<f32>(o, what, "float32"))
@@ -240,12 +169,12 @@ pub struct PyVideoLlava {
 impl PyVideoLlava {
     /// Loads a checkpoint from a local directory or a Hugging Face Hub repo id.
     #[staticmethod]
-    #[pyo3(signature = (path_or_repo_id, *, device="cpu", dtype="float32", quantize=None, quantize_vision=false))]
+    #[pyo3(signature = (path_or_repo_id, *, device="auto", dtype=None, quantize=None, quantize_vision=false))]
     fn from_pretrained(
         py: Python<'_>,
         path_or_repo_id: &Bound<'_, PyAny>,
         device: &str,
-        dtype: &str,
+        dtype: Option<&str>,
         quantize: Option<&str>,
         quantize_vision: bool,
     ) -> PyResult<Self> {
@@ -257,8 +186,9 @@ impl PyVideoLlava {
                 .to_string_lossy()
                 .into_owned()
         };
-        let device_value = parse_device(py, device)?;
-        let dtype_value = parse_dtype(py, dtype)?;
+        // The core's one policy: names, aliases, `auto`, each device's default dtype.
+        let (device_value, dtype_value) = video_llava::device::select(Some(device), dtype)
+            .map_err(|e| Failure::Model(e).into_pyerr(py))?;
         let quantize: Quantization = quantize
             .unwrap_or("none")
             .parse()
@@ -272,12 +202,12 @@ impl PyVideoLlava {
                 &dir, &options,
             )?)
         })?;
-        let device = device_name(&device_value);
+        let device = video_llava::device::device_name(&device_value);
         Ok(Self {
             inner,
             source,
             device,
-            dtype: dtype_name(dtype_value).into(),
+            dtype: video_llava::device::dtype_name(dtype_value).into(),
         })
     }
 

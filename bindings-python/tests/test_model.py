@@ -242,3 +242,13 @@ def test_request_prompts_match_processor_lengths(model, golden, bikes):
         **kw,
     )
     assert turn.prompt_tokens == length["multi_turn"]
+
+
+def test_device_and_dtype_defaults_are_the_cores():
+    # No device: auto (the CPU in a CPU-only build); no dtype: the device's default.
+    model = vl.VideoLlava.from_pretrained(TINY)
+    if model.device == "cpu":
+        assert model.dtype == "float32"
+    # Aliases are the core's, the same in every front end.
+    half = vl.VideoLlava.from_pretrained(TINY, device="CPU", dtype="bf16")
+    assert (half.device, half.dtype) == ("cpu", "bfloat16")

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use video_llava::Quantization;
+use video_llava::{DType, DeviceRequest, Quantization};
 
 /// Video understanding from the shell: answers and thumbnails for videos, frames, probes and
 /// storyboards.
@@ -55,12 +55,14 @@ pub struct AnalyzeArgs {
         value_name = "REPO_OR_DIR"
     )]
     pub model: String,
-    /// Where to run the model; auto picks CUDA, then Metal (when built in and present), then CPU.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Weight and activation type [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
-    #[arg(long, value_enum)]
-    pub dtype: Option<DTypeChoice>,
+    /// Where to run the model: auto (CUDA, then Metal, when built in and present, else the CPU),
+    /// cpu, cuda[:N] (also gpu), metal[:N] (also mps).
+    #[arg(long, default_value = "auto", value_name = "DEVICE", value_parser = parse_device)]
+    pub device: DeviceRequest,
+    /// Weight and activation type: float32, float16 or bfloat16 (f32, f16, bf16, ...)
+    /// [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
+    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
     /// Quantize the language model's linear weights while loading: q8_0 (8-bit), q4k (4-bit),
     /// q6k (6-bit) or none. A directory written by `video-llava quantize` is loaded as saved.
     #[arg(long, default_value = "none", value_name = "TYPE", value_parser = parse_quantization)]
@@ -169,30 +171,6 @@ pub struct StoryboardArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `--device`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceChoice {
-    /// CUDA, then Metal, when built in and present; else the CPU.
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// The first CUDA GPU (needs a build with --features cuda).
-    Cuda,
-    /// The Metal GPU (needs a build with --features metal).
-    Metal,
-}
-
-/// `--dtype`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DTypeChoice {
-    /// 32-bit floats.
-    Float32,
-    /// IEEE half precision.
-    Float16,
-    /// bfloat16, as the checkpoint is stored.
-    Bfloat16,
-}
-
 /// `--sampling`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SamplingChoice {
@@ -212,6 +190,14 @@ pub enum SeekChoice {
 }
 
 /// The core's parser, so the CLI accepts exactly the names every front end does.
+fn parse_device(s: &str) -> Result<DeviceRequest, String> {
+    s.parse().map_err(|e: video_llava::Error| e.to_string())
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    video_llava::device::parse_dtype(s).map_err(|e| e.to_string())
+}
+
 fn parse_quantization(s: &str) -> Result<Quantization, String> {
     s.parse().map_err(|e: video_llava::Error| e.to_string())
 }

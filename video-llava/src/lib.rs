@@ -14,6 +14,7 @@
 #[cfg(feature = "video")]
 pub mod analyze;
 pub mod config;
+pub mod device;
 /// Error type.
 pub mod error;
 pub mod generation;
@@ -30,6 +31,7 @@ pub mod weights;
 pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
+pub use device::DeviceRequest;
 pub use error::{Error, Result};
 #[cfg(feature = "video")]
 pub use frame_sampler;

@@ -219,14 +219,17 @@ class VideoLlava:
     def from_pretrained(
         path_or_repo_id: str | os.PathLike[str],
         *,
-        device: str = "cpu",
-        dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        device: str = "auto",
+        dtype: str | None = None,
         quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
         quantize_vision: bool = False,
     ) -> VideoLlava:
         """Loads a checkpoint from a directory or a Hub repo id.
 
-        ``device``: "cpu", "cuda", "cuda:N", "metal" or "auto". ``quantize`` quantizes the
+        ``device``: "auto" (CUDA, then Metal, when built in and present, else the CPU), "cpu",
+        "cuda[:N]" (or "gpu"), "metal[:N]" (or "mps"). ``dtype``: "float32", "float16" or
+        "bfloat16" (aliases f32, fp16, bf16, ...); by default float32 on the CPU, bfloat16 on
+        CUDA, float16 on Metal, as the CLI and Node choose. ``quantize`` quantizes the
         language model's linear weights while they are read (``q8_0``, ``q4k``, ``q6k``);
         ``quantize_vision`` also quantizes the vision towers and projector to q8_0. A directory
         written by ``save_quantized`` loads as saved.

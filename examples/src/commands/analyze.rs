@@ -109,8 +109,7 @@ fn options(args: &AnalyzeArgs) -> AnalyzerOptions {
 }
 
 fn load_model(args: &AnalyzeArgs) -> Result<VideoLlava, Failure> {
-    let device = device::select(args.device)?;
-    let dtype = device::dtype(args.dtype, &device);
+    let (device, dtype) = device::select(args.device, args.dtype)?;
     let dir =
         video_llava::hub::resolve(&args.model).map_err(|e| Failure::from_model(&args.model, &e))?;
     let dir_name = dir.display().to_string();
@@ -118,8 +117,8 @@ fn load_model(args: &AnalyzeArgs) -> Result<VideoLlava, Failure> {
         eprintln!(
             "loading {} on {} ({})",
             args.model,
-            device::name(&device),
-            device::dtype_name(dtype)
+            video_llava::device::device_name(&device),
+            video_llava::device::dtype_name(dtype)
         );
     }
     let dir_str = dir
