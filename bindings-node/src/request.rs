@@ -214,18 +214,13 @@ fn to_video(video: JsVideo, options: Option<SampleFramesOptions>) -> Result<Vide
                     "videoOptions apply to a video file, not to decoded frames",
                 ));
             }
+            // The sizes are checked by the core (with checked arithmetic) when the frames are
+            // preprocessed; a wrong one rejects with its message.
             let (count, height, width) = (
                 frames.count as usize,
                 frames.height as usize,
                 frames.width as usize,
             );
-            let expected = count * height * width * 3;
-            if count == 0 || expected != frames.frames.len() {
-                return Err(JsFailure::invalid(format!(
-                    "video frames: {} bytes given, {count} x {height} x {width} x 3 = {expected} expected",
-                    frames.frames.len()
-                )));
-            }
             Ok(VideoInput::Frames {
                 data: frames.frames.to_vec(),
                 count,
@@ -251,13 +246,8 @@ fn to_image(image: JsImage) -> Result<ImageInput, JsFailure> {
         Either3::A(path) => ImageInput::Path(path.into()),
         Either3::B(bytes) => ImageInput::Encoded(bytes.to_vec()),
         Either3::C(rgb) => {
+            // Checked by the core when the image is preprocessed.
             let (height, width) = (rgb.height as usize, rgb.width as usize);
-            if height * width * 3 != rgb.data.len() || height == 0 || width == 0 {
-                return Err(JsFailure::invalid(format!(
-                    "image: {} bytes given, {height} x {width} x 3 expected",
-                    rgb.data.len()
-                )));
-            }
             ImageInput::Rgb {
                 data: rgb.data.to_vec(),
                 height,

@@ -225,6 +225,10 @@ describe('generate', () => {
       { videoOptions: { numFrames: 8 } },
       { video: { frames: Buffer.alloc(10), width: 4, height: 4, count: 1 } },
       { image: { data: Buffer.alloc(5), width: 4, height: 4 } },
+      // Sizes whose product overflows 64 bits: the core's checked arithmetic refuses them.
+      { video: { frames: Buffer.alloc(12), width: 4294967295, height: 4294967295, count: 4294967295 } },
+      { image: { data: Buffer.alloc(12), width: 4294967295, height: 4294967295 } },
+      { video: { frames: Buffer.alloc(0), width: 4, height: 4, count: 0 } },
     ]
     for (const options of bad) {
       await assert.rejects(model.generate({ prompt: 'Say hello.', ...options }), (err) => {
