@@ -181,10 +181,10 @@ impl Task for LoadTask {
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
         Ok(call.and_then(|call| {
             guarded(|| {
-                let device = call.device.open().map_err(JsFailure::from)?;
-                let dtype = call
-                    .dtype
-                    .unwrap_or_else(|| video_llava::device::default_dtype(&device));
+                let (device, dtype) = call
+                    .device
+                    .open_with_dtype(call.dtype)
+                    .map_err(JsFailure::from)?;
                 let options = RsLoadOptions::new(&device, dtype)
                     .quantize(call.quantize)
                     .quantize_vision(call.quantize_vision);

@@ -8,11 +8,9 @@ use crate::failure::Failure;
 /// Opens `request` and picks `dtype` or the device's default one; a backend this build lacks or
 /// a GPU that does not open is an input error naming `--device`.
 pub fn select(request: DeviceRequest, dtype: Option<DType>) -> Result<(Device, DType), Failure> {
-    let device = request
-        .open()
-        .map_err(|e| Failure::from_model("--device", &e))?;
-    let dtype = dtype.unwrap_or_else(|| video_llava::device::default_dtype(&device));
-    Ok((device, dtype))
+    request
+        .open_with_dtype(dtype)
+        .map_err(|e| Failure::from_model("--device", &e))
 }
 
 #[cfg(test)]

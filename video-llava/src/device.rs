@@ -95,6 +95,13 @@ impl DeviceRequest {
             }
         }
     }
+
+    /// Opens the device and picks `dtype`, or the device's default one without it.
+    pub fn open_with_dtype(self, dtype: Option<DType>) -> Result<(Device, DType)> {
+        let device = self.open()?;
+        let dtype = dtype.unwrap_or_else(|| default_dtype(&device));
+        Ok((device, dtype))
+    }
 }
 
 /// Reads a dtype name (see the module docs for the aliases).
@@ -123,12 +130,10 @@ pub fn default_dtype(device: &Device) -> DType {
 /// Opens the device named `device` (`None`: `auto`) and picks the dtype named `dtype` (`None`:
 /// the device's default): what every front end's device and dtype options go through.
 pub fn select(device: Option<&str>, dtype: Option<&str>) -> Result<(Device, DType)> {
-    let request = device.map(str::parse).transpose()?.unwrap_or_default();
+    let request: DeviceRequest = device.map(str::parse).transpose()?.unwrap_or_default();
     // A bad dtype is reported before a GPU is opened.
     let dtype = dtype.map(parse_dtype).transpose()?;
-    let device = DeviceRequest::open(request)?;
-    let dtype = dtype.unwrap_or_else(|| default_dtype(&device));
-    Ok((device, dtype))
+    request.open_with_dtype(dtype)
 }
 
 /// `cpu`, `cuda:N`, `metal:N`.
