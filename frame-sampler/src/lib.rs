@@ -111,11 +111,7 @@ pub fn encode_image(
     format: ImageFormat,
     quality: u8,
 ) -> Result<Vec<u8>> {
-    if !(1..=100).contains(&quality) {
-        return Err(Error::InvalidRequest(format!(
-            "image quality must be 1-100, got {quality}"
-        )));
-    }
+    thumbnail::check_quality("image", quality)?;
     thumbnail::encode(rgb, width, height, format, quality)
 }
 

@@ -79,18 +79,14 @@ pub(crate) fn sample(
 ) -> Result<(FrameBatch, SampleStats)> {
     let read_before = video.packets_read();
     let indexed_before = video.packets_indexed();
-    let result = sample_with(video, options, sample_table);
-    if let Ok((_, stats)) = &result {
-        video.record(stats);
-    }
-    result.map(|(batch, stats)| {
-        let stats = SampleStats {
-            packets_read: video.packets_read() - read_before,
-            packets_indexed: video.packets_indexed() - indexed_before,
-            ..stats
-        };
-        (batch, stats)
-    })
+    let (batch, stats) = sample_with(video, options, sample_table)?;
+    video.record(&stats);
+    let stats = SampleStats {
+        packets_read: video.packets_read() - read_before,
+        packets_indexed: video.packets_indexed() - indexed_before,
+        ..stats
+    };
+    Ok((batch, stats))
 }
 
 fn sample_with(
@@ -149,7 +145,6 @@ fn sample_with(
 
     // Built by the first call that needs it, from the start of the file.
     let index = video.index()?;
-    let mut stats = SampleStats::default();
     if index.frame_count == 0 {
         return Err(Error::Decode {
             source_name,
@@ -247,10 +242,8 @@ fn sample_with(
             }
         }
     }
-    stats = SampleStats {
-        packets_indexed: stats.packets_indexed,
-        ..session.stats
-    };
+    // The index's packets are counted by `sample`, which knows whether this call built it.
+    let stats = session.stats;
     // The decoder and the demuxer serve the next call on this handle.
     let decoder = session.into_decoder();
     video.keep_decoder(options.threads, decoder);

@@ -138,10 +138,14 @@ pub(crate) fn validate(options: &ThumbnailOptions) -> Result<()> {
             "thumbnail max_size must be at least 1 pixel".into(),
         ));
     }
-    if !(1..=100).contains(&options.quality) {
+    check_quality("thumbnail", options.quality)
+}
+
+/// JPEG quality is 1-100; `what` names the option in the message.
+pub(crate) fn check_quality(what: &str, quality: u8) -> Result<()> {
+    if !(1..=100).contains(&quality) {
         return Err(Error::InvalidRequest(format!(
-            "thumbnail quality must be 1-100, got {}",
-            options.quality
+            "{what} quality must be 1-100, got {quality}"
         )));
     }
     Ok(())
