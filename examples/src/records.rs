@@ -170,12 +170,11 @@ pub struct AnalysisRecord<'a> {
 }
 
 impl<'a> AnalysisRecord<'a> {
-    /// The record for `analysis` of `path`.
+    /// The record for `analysis` of `path` in the run `key` (its model and frame count).
     pub fn new(
         path: &Path,
         analysis: &'a Analysis,
-        model: &'a str,
-        frames: u64,
+        key: &'a RunKey,
         thumbnail: Option<&Path>,
     ) -> Self {
         Self {
@@ -185,9 +184,9 @@ impl<'a> AnalysisRecord<'a> {
             thumbnail_timestamp: analysis.thumbnail.timestamp,
             frame_indices: &analysis.frame_indices,
             frame_timestamps: &analysis.frame_timestamps,
-            model,
+            model: &key.model,
             question: &analysis.question,
-            frames,
+            frames: key.frames,
             answer: &analysis.answer,
             prompt_tokens: analysis.prompt_tokens,
             generated_tokens: analysis.generated_tokens,

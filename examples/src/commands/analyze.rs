@@ -167,7 +167,7 @@ struct Report {
     videos: Vec<PathBuf>,
     log: Option<JsonlLog>,
     thumbnails: Option<PathBuf>,
-    model: String,
+    /// The question, model and frame count of this run (the model as given to `--model`).
     key: RunKey,
     /// The answer so far of the video being generated, and whether its header was printed.
     current: String,
@@ -206,7 +206,6 @@ impl Report {
             videos,
             log,
             thumbnails: args.thumbnails.clone(),
-            model: args.model.clone(),
             key: run_key(args),
             current: String::new(),
             header_printed: false,
@@ -286,7 +285,7 @@ impl Report {
 
     fn succeeded(&mut self, video: &Path, analysis: &Analysis, thumbnail: Option<&Path>) {
         self.analyzed += 1;
-        let record = AnalysisRecord::new(video, analysis, &self.model, self.key.frames, thumbnail);
+        let record = AnalysisRecord::new(video, analysis, &self.key, thumbnail);
         match &self.output {
             Output::Json => {
                 let json = serde_json::to_string_pretty(&record).expect("plain data serializes");
