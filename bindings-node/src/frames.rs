@@ -196,7 +196,7 @@ impl From<RsThumbnail> for Thumbnail {
     }
 }
 
-pub(crate) fn positive(name: &str, value: u32) -> Result<usize, JsFailure> {
+fn positive(name: &str, value: u32) -> Result<usize, JsFailure> {
     if value == 0 {
         return Err(JsFailure::invalid(format!("{name} must be at least 1")));
     }
@@ -413,6 +413,27 @@ pub fn probe(source: Unknown<'_>) -> AsyncTask<ProbeTask> {
     )))
 }
 
+/// `sampleFrames`' options as the sampler's (also `Video.sample`'s).
+pub(crate) fn sample_request(options: Option<Unknown<'_>>) -> Result<SampleOptions, JsFailure> {
+    args::options::<SampleFramesOptions>("options", options).and_then(|o| o.to_sample_options())
+}
+
+/// `thumbnail`'s options as the sampler's (also `Video.thumbnail`'s).
+pub(crate) fn thumbnail_request(
+    options: Option<Unknown<'_>>,
+) -> Result<RsThumbnailOptions, JsFailure> {
+    args::options::<ThumbnailOptions>("options", options).and_then(|o| o.to_thumbnail_options())
+}
+
+/// `storyboard`'s `n` and options (also `Video.storyboard`'s).
+pub(crate) fn storyboard_request(
+    n: Unknown<'_>,
+    options: Option<Unknown<'_>>,
+) -> Result<(usize, RsThumbnailOptions), JsFailure> {
+    let n = args::required::<u32>("n", n).and_then(|n| positive("n", n))?;
+    Ok((n, thumbnail_request(options)?))
+}
+
 /// Decodes the frames `options` asks for (default: 8, uniform, exact) into one RGB buffer.
 #[napi(
     catch_unwind,
@@ -422,11 +443,9 @@ pub fn sample_frames(
     source: Unknown<'_>,
     options: Option<Unknown<'_>>,
 ) -> AsyncTask<SampleFramesTask> {
-    let request = args::options::<SampleFramesOptions>("options", options)
-        .and_then(|o| o.to_sample_options());
     AsyncTask::new(SampleFramesTask(FrameTask::new(
         source_arg(source),
-        request,
+        sample_request(options),
         frame_sampler::sample_frames,
     )))
 }
@@ -437,11 +456,9 @@ pub fn sample_frames(
     ts_args_type = "source: string | Buffer | Uint8Array, options?: ThumbnailOptions"
 )]
 pub fn thumbnail(source: Unknown<'_>, options: Option<Unknown<'_>>) -> AsyncTask<ThumbnailTask> {
-    let request = args::options::<ThumbnailOptions>("options", options)
-        .and_then(|o| o.to_thumbnail_options());
     AsyncTask::new(ThumbnailTask(FrameTask::new(
         source_arg(source),
-        request,
+        thumbnail_request(options),
         frame_sampler::thumbnail,
     )))
 }
@@ -456,15 +473,9 @@ pub fn storyboard(
     n: Unknown<'_>,
     options: Option<Unknown<'_>>,
 ) -> AsyncTask<StoryboardTask> {
-    let request = args::required::<u32>("n", n)
-        .and_then(|n| positive("n", n))
-        .and_then(|n| {
-            let options = args::options::<ThumbnailOptions>("options", options)?;
-            Ok((n, options.to_thumbnail_options()?))
-        });
     AsyncTask::new(StoryboardTask(FrameTask::new(
         source_arg(source),
-        request,
+        storyboard_request(n, options),
         |s, (n, o)| frame_sampler::storyboard(s, *n, o),
     )))
 }

@@ -13,10 +13,10 @@ use napi::bindgen_prelude::{AsyncTask, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::args;
 use crate::error::{guarded, JsFailure};
 use crate::frames::{
-    frame_task, positive, FrameBatch, SampleFramesOptions, Thumbnail, ThumbnailOptions, VideoInfo,
+    frame_task, sample_request, storyboard_request, thumbnail_request, FrameBatch, Thumbnail,
+    VideoInfo,
 };
 use crate::source::source_arg;
 
@@ -155,8 +155,7 @@ impl Video {
     /// Decodes the frames `options` asks for, as `sampleFrames(source, options)` does.
     #[napi(catch_unwind, ts_args_type = "options?: SampleFramesOptions")]
     pub fn sample(&self, options: Option<Unknown<'_>>) -> AsyncTask<SampleTask> {
-        let request = args::options::<SampleFramesOptions>("options", options)
-            .and_then(|o| o.to_sample_options());
+        let request = sample_request(options);
         AsyncTask::new(SampleTask(HandleTask::new(&self.inner, request, |v, o| {
             v.sample(o)
         })))
@@ -165,8 +164,7 @@ impl Video {
     /// One representative frame, as `thumbnail(source, options)` makes it.
     #[napi(catch_unwind, ts_args_type = "options?: ThumbnailOptions")]
     pub fn thumbnail(&self, options: Option<Unknown<'_>>) -> AsyncTask<HandleThumbnailTask> {
-        let request = args::options::<ThumbnailOptions>("options", options)
-            .and_then(|o| o.to_thumbnail_options());
+        let request = thumbnail_request(options);
         AsyncTask::new(HandleThumbnailTask(HandleTask::new(
             &self.inner,
             request,
@@ -181,12 +179,7 @@ impl Video {
         n: Unknown<'_>,
         options: Option<Unknown<'_>>,
     ) -> AsyncTask<HandleStoryboardTask> {
-        let request = args::required::<u32>("n", n)
-            .and_then(|n| positive("n", n))
-            .and_then(|n| {
-                let options = args::options::<ThumbnailOptions>("options", options)?;
-                Ok((n, options.to_thumbnail_options()?))
-            });
+        let request = storyboard_request(n, options);
         AsyncTask::new(HandleStoryboardTask(HandleTask::new(
             &self.inner,
             request,

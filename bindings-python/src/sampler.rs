@@ -473,7 +473,9 @@ impl PyVideo {
         };
         detached(py, move || {
             // A poisoned lock means a call panicked mid-way: the handle's state is unknown.
-            let mut guard = video.lock().map_err(|_| closed())?;
+            let mut guard = video
+                .lock()
+                .map_err(|_| Failure::Panic("an earlier call on this video panicked".into()))?;
             let video = guard.as_mut().ok_or_else(closed)?;
             Ok(work(video)?)
         })
