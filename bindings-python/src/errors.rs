@@ -4,8 +4,6 @@
 //! not-found errors are also `FileNotFoundError`), which `create_exception!` cannot express, so
 //! the classes are made once per interpreter with `type(name, bases, namespace)`.
 
-use std::io;
-
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -189,18 +187,30 @@ impl Failure {
     }
 }
 
-fn sampler_kind(e: &frame_sampler::Error) -> Kind {
-    use frame_sampler::Error as E;
-    match e {
-        E::NotFound { .. } => Kind::NotFound,
-        E::Open { .. } | E::Decode { .. } => Kind::VideoDecode,
-        E::NoVideoStream { .. } => Kind::NoVideoStream,
-        E::InvalidRequest(_) => Kind::InvalidRequest,
-        E::TooLarge { .. } => Kind::TooLarge,
-        E::Encode { .. } => Kind::Image,
-        // `#[non_exhaustive]`: a variant added later still lands in the hierarchy.
+/// The engine's classification ([`video_llava::ErrorKind`]) as an exception class.
+fn class_of(kind: video_llava::ErrorKind) -> Kind {
+    use video_llava::ErrorKind as K;
+    match kind {
+        K::NotFound => Kind::NotFound,
+        K::VideoDecode => Kind::VideoDecode,
+        K::NoVideoStream => Kind::NoVideoStream,
+        K::ImageDecode | K::ImageEncode => Kind::Image,
+        K::InvalidRequest => Kind::InvalidRequest,
+        K::PromptTooLong => Kind::PromptTooLong,
+        K::TooLarge => Kind::TooLarge,
+        K::ModelNotFound => Kind::ModelNotFound,
+        K::ModelLoad => Kind::ModelLoad,
+        K::Tokenizer => Kind::Tokenizer,
+        K::Download => Kind::Download,
+        K::Device => Kind::Device,
+        K::Generation => Kind::Generation,
+        // Other I/O errors, and kinds added later, still land in the hierarchy.
         _ => Kind::Base,
     }
+}
+
+fn sampler_kind(e: &frame_sampler::Error) -> Kind {
+    class_of(video_llava::ErrorKind::of_video(e))
 }
 
 fn sampler_err(py: Python<'_>, e: frame_sampler::Error) -> PyErr {
@@ -208,21 +218,5 @@ fn sampler_err(py: Python<'_>, e: frame_sampler::Error) -> PyErr {
 }
 
 fn model_err(py: Python<'_>, e: video_llava::Error) -> PyErr {
-    use video_llava::Error as E;
-    let kind = match &e {
-        // A video reached through a request keeps the frame-sampler classes.
-        E::Video(inner) => sampler_kind(inner),
-        E::MissingFile { .. } => Kind::ModelNotFound,
-        E::Config { .. } | E::Weights { .. } | E::PickleOnly { .. } => Kind::ModelLoad,
-        E::Tokenizer(_) => Kind::Tokenizer,
-        E::InvalidRequest(_) => Kind::InvalidRequest,
-        E::PromptTooLong { .. } => Kind::PromptTooLong,
-        E::Download { .. } => Kind::Download,
-        E::Device(_) => Kind::Device,
-        E::Image(_) => Kind::Image,
-        E::Compute(_) => Kind::Generation,
-        E::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Kind::NotFound,
-        _ => Kind::Base,
-    };
-    new_err(py, kind, e.to_string())
+    new_err(py, class_of(e.kind()), e.to_string())
 }

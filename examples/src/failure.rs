@@ -14,6 +14,15 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// `Input` when the core says the caller's input caused the error.
+    pub fn of(is_input: bool) -> Self {
+        if is_input {
+            FailureKind::Input
+        } else {
+            FailureKind::Internal
+        }
+    }
+
     /// The process exit status for this kind.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -70,29 +79,12 @@ impl Failure {
 
     /// A frame-sampler error while working on `subject`.
     pub fn from_video(subject: impl Into<String>, err: &frame_sampler::Error) -> Self {
-        Self::new(video_error_kind(err), subject, err.to_string())
+        Self::new(FailureKind::of(err.is_input()), subject, err.to_string())
     }
 
-    /// A model or pipeline error while working on `subject`.
+    /// A model or pipeline error while working on `subject`; the core classifies it.
     pub fn from_model(subject: impl Into<String>, err: &video_llava::Error) -> Self {
-        use video_llava::Error as E;
-        let kind = match err {
-            E::Video(e) => video_error_kind(e),
-            E::MissingFile { .. }
-            | E::Config { .. }
-            | E::Weights { .. }
-            | E::PickleOnly { .. }
-            | E::Tokenizer(_)
-            | E::InvalidRequest(_)
-            | E::PromptTooLong { .. }
-            | E::Device(_)
-            | E::Image(_) => FailureKind::Input,
-            E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                FailureKind::Input
-            }
-            _ => FailureKind::Internal,
-        };
-        Self::new(kind, subject, err.to_string())
+        Self::new(FailureKind::of(err.is_input()), subject, err.to_string())
     }
 
     /// An I/O error on `path`.
@@ -115,19 +107,6 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cause = self.cause.replace('\n', " ");
         write!(f, "{}: {}", self.subject, cause.trim())
-    }
-}
-
-fn video_error_kind(err: &frame_sampler::Error) -> FailureKind {
-    use frame_sampler::Error as E;
-    match err {
-        E::NotFound { .. }
-        | E::Open { .. }
-        | E::NoVideoStream { .. }
-        | E::Decode { .. }
-        | E::InvalidRequest(_)
-        | E::TooLarge { .. } => FailureKind::Input,
-        _ => FailureKind::Internal,
     }
 }
 

@@ -55,5 +55,22 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the caller's input caused this (a missing, unreadable, corrupt or oversized video,
+    /// a bad request) rather than the machine (an encoder failure). Every front end uses this
+    /// one classification: the CLI's exit status 2, the server's HTTP 4xx.
+    pub fn is_input(&self) -> bool {
+        match self {
+            Error::NotFound { .. }
+            | Error::Open { .. }
+            | Error::NoVideoStream { .. }
+            | Error::Decode { .. }
+            | Error::InvalidRequest(_)
+            | Error::TooLarge { .. } => true,
+            Error::Encode { .. } => false,
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

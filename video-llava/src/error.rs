@@ -128,5 +128,217 @@ impl Error {
     }
 }
 
+/// What an [`Error`] is about, coarser than its variants: the one table the front ends map from
+/// (Python's exception classes, Node's `code`s, the CLI's exit status, the server's HTTP status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A video, image or model file does not exist.
+    NotFound,
+    /// A video could not be opened, demuxed or decoded.
+    VideoDecode,
+    /// The container holds no video stream.
+    NoVideoStream,
+    /// An image could not be decoded.
+    ImageDecode,
+    /// An image (a thumbnail) could not be encoded.
+    ImageEncode,
+    /// A request or argument is invalid.
+    InvalidRequest,
+    /// The prompt does not fit the model's context.
+    PromptTooLong,
+    /// The decoded frames would exceed a memory or size limit.
+    TooLarge,
+    /// A required model file (or the model directory) is missing.
+    ModelNotFound,
+    /// A checkpoint's config or weights are invalid, or only pickle weights are there.
+    ModelLoad,
+    /// The tokenizer failed to load or encode.
+    Tokenizer,
+    /// Downloading a checkpoint failed.
+    Download,
+    /// The device or dtype is not available.
+    Device,
+    /// A tensor operation failed inside the model.
+    Generation,
+    /// Any other I/O error.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether the caller's input caused it (a bad video, request, prompt, model directory or
+    /// device choice) rather than the machine or the network: exit status 2 in the CLI, a 4xx
+    /// on the server.
+    pub fn is_input(self) -> bool {
+        use ErrorKind as K;
+        matches!(
+            self,
+            K::NotFound
+                | K::VideoDecode
+                | K::NoVideoStream
+                | K::ImageDecode
+                | K::InvalidRequest
+                | K::PromptTooLong
+                | K::TooLarge
+                | K::ModelNotFound
+                | K::ModelLoad
+                | K::Tokenizer
+                | K::Device
+        )
+    }
+
+    /// A stable snake_case name (`"not_found"`, `"video_decode"`, ...), for JSON records and
+    /// API error codes.
+    pub fn as_str(self) -> &'static str {
+        use ErrorKind as K;
+        match self {
+            K::NotFound => "not_found",
+            K::VideoDecode => "video_decode",
+            K::NoVideoStream => "no_video_stream",
+            K::ImageDecode => "image_decode",
+            K::ImageEncode => "image_encode",
+            K::InvalidRequest => "invalid_request",
+            K::PromptTooLong => "prompt_too_long",
+            K::TooLarge => "too_large",
+            K::ModelNotFound => "model_not_found",
+            K::ModelLoad => "model_load",
+            K::Tokenizer => "tokenizer",
+            K::Download => "download",
+            K::Device => "device",
+            K::Generation => "generation",
+            K::Io => "io",
+            K::Other => "other",
+        }
+    }
+
+    /// The kind of a frame-sampler error (feature `video`).
+    #[cfg(feature = "video")]
+    pub fn of_video(e: &frame_sampler::Error) -> Self {
+        use frame_sampler::Error as V;
+        match e {
+            V::NotFound { .. } => Self::NotFound,
+            V::Open { .. } | V::Decode { .. } => Self::VideoDecode,
+            V::NoVideoStream { .. } => Self::NoVideoStream,
+            V::InvalidRequest(_) => Self::InvalidRequest,
+            V::TooLarge { .. } => Self::TooLarge,
+            V::Encode { .. } => Self::ImageEncode,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl Error {
+    /// This error's [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        use Error as E;
+        use ErrorKind as K;
+        match self {
+            E::MissingFile { .. } => K::ModelNotFound,
+            E::Config { .. } | E::Weights { .. } | E::PickleOnly { .. } => K::ModelLoad,
+            E::Tokenizer(_) => K::Tokenizer,
+            E::InvalidRequest(_) => K::InvalidRequest,
+            E::PromptTooLong { .. } => K::PromptTooLong,
+            E::Download { .. } => K::Download,
+            E::Device(_) => K::Device,
+            #[cfg(feature = "video")]
+            E::Video(e) => K::of_video(e),
+            E::Image(_) => K::ImageDecode,
+            E::Compute(_) => K::Generation,
+            E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => K::NotFound,
+            E::Io { .. } => K::Io,
+        }
+    }
+
+    /// Shorthand for `self.kind().is_input()`.
+    pub fn is_input(&self) -> bool {
+        self.kind().is_input()
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn kinds_say_whose_fault_an_error_is() {
+        let cases: Vec<(Error, ErrorKind, bool)> = vec![
+            (
+                Error::MissingFile {
+                    dir: "m".into(),
+                    what: "config.json".into(),
+                },
+                ErrorKind::ModelNotFound,
+                true,
+            ),
+            (
+                Error::PickleOnly { dir: "m".into() },
+                ErrorKind::ModelLoad,
+                true,
+            ),
+            (
+                Error::PromptTooLong {
+                    tokens: 5000,
+                    max_new_tokens: 1,
+                    context: 4096,
+                },
+                ErrorKind::PromptTooLong,
+                true,
+            ),
+            (
+                Error::Download {
+                    repo: "a/b".into(),
+                    reason: "offline".into(),
+                },
+                ErrorKind::Download,
+                false,
+            ),
+            (
+                Error::Compute(candle_core::Error::Msg("x".into())),
+                ErrorKind::Generation,
+                false,
+            ),
+            (
+                Error::Io {
+                    path: "x".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+                ErrorKind::NotFound,
+                true,
+            ),
+            (
+                Error::Io {
+                    path: "x".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                },
+                ErrorKind::Io,
+                false,
+            ),
+            (
+                Error::Video(frame_sampler::Error::NoVideoStream {
+                    source_name: "a.m4a".into(),
+                }),
+                ErrorKind::NoVideoStream,
+                true,
+            ),
+            (
+                Error::Video(frame_sampler::Error::Encode {
+                    format: "jpeg".into(),
+                    reason: "x".into(),
+                }),
+                ErrorKind::ImageEncode,
+                false,
+            ),
+        ];
+        for (error, kind, input) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.is_input(), input, "{error}");
+            assert_eq!(error.echo().kind(), kind, "an echo keeps the kind");
+        }
+        assert_eq!(ErrorKind::VideoDecode.as_str(), "video_decode");
+    }
+}

@@ -32,7 +32,7 @@ pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
 pub use device::DeviceRequest;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "video")]
 pub use frame_sampler;
 pub use generation::{CancelToken, GenerationParams, StopReason};
