@@ -85,6 +85,14 @@ impl Default for AnalyzerOptions {
     }
 }
 
+impl AnalyzerOptions {
+    /// How each video's frames are sampled for the model: `frames` frames spread by `spacing`,
+    /// reached by `seek`. Anything that must answer as `analyze` does (the server) samples so.
+    pub fn sample_options(&self) -> SampleOptions {
+        SampleOptions::new(self.spacing.sampling(self.frames)).seek(self.seek)
+    }
+}
+
 /// Time spent per stage of one analysis.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AnalysisTimings {
@@ -263,9 +271,7 @@ impl VideoAnalyzer {
         let probe = started.elapsed();
 
         let started = Instant::now();
-        let sample = SampleOptions::new(self.options.spacing.sampling(self.options.frames))
-            .seek(self.options.seek);
-        let frames = video.sample(&sample)?;
+        let frames = video.sample(&self.options.sample_options())?;
         let sampling = started.elapsed();
 
         let started = Instant::now();

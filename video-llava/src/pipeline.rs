@@ -200,6 +200,15 @@ impl Request {
         self
     }
 
+    /// The checks [`VideoLlava::generate`] makes before any work (an empty question is an
+    /// [`Error::InvalidRequest`]), for callers that queue a request and want to refuse it first.
+    pub fn validate(&self) -> Result<()> {
+        if self.question.trim().is_empty() {
+            return Err(Error::InvalidRequest("the question is empty".into()));
+        }
+        Ok(())
+    }
+
     /// The conversation text with placeholders, as it is tokenized.
     pub fn prompt_text(&self) -> String {
         format_prompt(
@@ -576,7 +585,7 @@ impl VideoLlava {
 
     fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
         let context = self.config().max_position_embeddings();
-        if prompt_tokens + max_new_tokens > context {
+        if prompt_tokens.saturating_add(max_new_tokens) > context {
             return Err(Error::PromptTooLong {
                 tokens: prompt_tokens,
                 max_new_tokens,
@@ -616,9 +625,7 @@ impl VideoLlava {
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation> {
         params.validate()?;
-        if request.question.trim().is_empty() {
-            return Err(Error::InvalidRequest("the question is empty".into()));
-        }
+        request.validate()?;
         let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
         let mut timings = Timings::default();
 
