@@ -1,5 +1,6 @@
 //! Laying frames out in a grid with their timestamps: the `storyboard` image.
 
+use frame_sampler::{ImageFormat, ThumbnailOptions, Video};
 use image::{Rgb, RgbImage};
 
 use crate::bitmap_font::{draw_text, fill_rect, format_timestamp, text_size};
@@ -8,6 +9,41 @@ const GAP: u32 = 4;
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 24]);
 const LABEL_BACKGROUND: Rgb<u8> = Rgb([0, 0, 0]);
 const LABEL_TEXT: Rgb<u8> = Rgb([255, 255, 255]);
+
+/// Longest side of each frame in a storyboard.
+pub const TILE_SIZE: u32 = 320;
+
+/// The storyboard of `video`: its `n` most representative frames (frame-sampler's pick) in a
+/// grid, each labelled with its time, and how many frames it shows. `Err` is the frame-sampler
+/// error, or an internal message.
+pub fn storyboard(video: &mut Video, n: usize) -> Result<(RgbImage, usize), StoryboardError> {
+    // PNG tiles: the sheet is encoded once, at the end, not twice.
+    let options = ThumbnailOptions {
+        max_size: TILE_SIZE,
+        format: ImageFormat::Png,
+        ..ThumbnailOptions::default()
+    };
+    let thumbs = video
+        .storyboard(n, &options)
+        .map_err(StoryboardError::Video)?;
+    let mut tiles = Vec::with_capacity(thumbs.len());
+    for thumb in &thumbs {
+        let tile = image::load_from_memory(&thumb.data)
+            .map_err(|e| StoryboardError::Tile(format!("decoding a storyboard frame: {e}")))?
+            .to_rgb8();
+        tiles.push((tile, thumb.timestamp));
+    }
+    Ok((compose(&tiles), tiles.len()))
+}
+
+/// Why a storyboard could not be made.
+#[derive(Debug)]
+pub enum StoryboardError {
+    /// Sampling the frames failed.
+    Video(frame_sampler::Error),
+    /// A frame could not be read back (a bug).
+    Tile(String),
+}
 
 /// The grid's column count for `n` frames: as square as possible.
 pub fn columns(n: usize) -> usize {
