@@ -36,6 +36,12 @@ pub enum Command {
     /// Quantize a checkpoint once and save it as GGUF (model.gguf next to config.json and
     /// tokenizer.json); `analyze --model DST` then loads it without quantizing again.
     Quantize(QuantizeArgs),
+    /// Serve the model over HTTP: an OpenAI-compatible chat-completions API with video, uploads
+    /// and stored analyses (SQLite under --data-dir), and a web page at `/`.
+    ///
+    /// Prints `listening on http://HOST:PORT` on stdout once the port is bound (`--port 0` picks a
+    /// free one); `/health` answers 503 until the model is loaded, 200 after.
+    Serve(ServeArgs),
 }
 
 /// `video-llava analyze`.
@@ -55,21 +61,9 @@ pub struct AnalyzeArgs {
         value_name = "REPO_OR_DIR"
     )]
     pub model: String,
-    /// Where to run the model: auto (CUDA, then Metal, when built in and present, else the CPU),
-    /// cpu, cuda[:N] (also gpu), metal[:N] (also mps).
-    #[arg(long, default_value = "auto", value_name = "DEVICE", value_parser = parse_device)]
-    pub device: DeviceRequest,
-    /// Weight and activation type: float32, float16 or bfloat16 (f32, f16, bf16, ...)
-    /// [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
-    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
-    pub dtype: Option<DType>,
-    /// Quantize the language model's linear weights while loading: q8_0 (8-bit), q4k (4-bit),
-    /// q6k (6-bit) or none. A directory written by `video-llava quantize` is loaded as saved.
-    #[arg(long, default_value = "none", value_name = "TYPE", value_parser = parse_quantization)]
-    pub quantize: Quantization,
-    /// Also quantize the vision towers and the projector (to q8_0).
-    #[arg(long)]
-    pub quantize_vision: bool,
+    /// Device, dtype and quantization.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Frames sampled from each video and shown to the model.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub frames: u16,
@@ -94,6 +88,82 @@ pub struct AnalyzeArgs {
     /// resumes where it stopped.
     #[arg(long, value_name = "FILE")]
     pub jsonl: Option<PathBuf>,
+}
+
+/// `video-llava serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A local model directory or a Hugging Face Hub repo id (downloaded once into the HF cache).
+    #[arg(long, value_name = "REPO_OR_DIR")]
+    pub model: String,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where uploads, thumbnails and the SQLite database live.
+    #[arg(long, default_value = "video-llava-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Require `Authorization: Bearer KEY` on every /v1 route.
+    #[arg(
+        long,
+        env = "VIDEO_LLAVA_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Accept `file://` media URLs naming files under DIR (none are accepted without it).
+    #[arg(long, value_name = "DIR")]
+    pub allowed_media_dir: Option<PathBuf>,
+    /// Accept http(s) media URLs, fetched with the upload size limit and --remote-media-timeout.
+    #[arg(long)]
+    pub allow_remote_media: bool,
+    /// Seconds a remote media download may take.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub remote_media_timeout: u64,
+    /// The largest request body (an upload, a chat request with inline media), in MiB.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_upload_mb: u64,
+    /// Requests waiting for the model beyond the one it runs; more get 429.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_queue: u32,
+    /// Seconds a request may wait and run in all; then it ends with a timeout error (504).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Seconds a streamed completion waits for its first piece before it sends its headers
+    /// anyway (then SSE keep-alives; a later error is an event in the stream).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_start_timeout: u64,
+    /// Device, dtype and quantization (as for `analyze`).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Frames sampled from each video and shown to the model.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub frames: u16,
+    /// The most tokens an answer may have when a request does not say.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_new_tokens: u32,
+}
+
+/// How `analyze` and `serve` load the model.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Where to run the model: auto (CUDA, then Metal, when built in and present, else the CPU),
+    /// cpu, cuda[:N] (also gpu), metal[:N] (also mps).
+    #[arg(long, default_value = "auto", value_name = "DEVICE", value_parser = parse_device)]
+    pub device: DeviceRequest,
+    /// Weight and activation type: float32, float16 or bfloat16 (f32, f16, bf16, ...)
+    /// [default: float32 on CPU, bfloat16 on CUDA, float16 on Metal].
+    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+    /// Quantize the language model's linear weights while loading: q8_0 (8-bit), q4k (4-bit),
+    /// q6k (6-bit) or none. A directory written by `video-llava quantize` is loaded as saved.
+    #[arg(long, default_value = "none", value_name = "TYPE", value_parser = parse_quantization)]
+    pub quantize: Quantization,
+    /// Also quantize the vision towers and the projector (to q8_0).
+    #[arg(long)]
+    pub quantize_vision: bool,
 }
 
 /// `video-llava quantize`.

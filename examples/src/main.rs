@@ -7,6 +7,7 @@
 //! video-llava frames clip.mp4 --count 8 --out frames/
 //! video-llava thumbnail clip.mp4 --out clip.jpg
 //! video-llava storyboard clip.mp4 --count 12 --out board.jpg
+//! video-llava serve --model LanguageBind/Video-LLaVA-7B-hf    # OpenAI-compatible HTTP server
 //! ```
 //!
 //! Exit status: 0 on success, 2 for bad input or usage, 1 otherwise. Errors are one line on
@@ -57,12 +58,7 @@ fn install_panic_hook() {
         if REPORTED.swap(true, Ordering::SeqCst) {
             return;
         }
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
+        let message = panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -72,4 +68,13 @@ fn install_panic_hook() {
             message.replace('\n', " ")
         );
     }));
+}
+
+/// The text a panic carried (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }

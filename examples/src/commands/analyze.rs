@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use video_llava::analyze::{Analysis, AnalyzerOptions, BatchItem, VideoAnalyzer};
 use video_llava::{GenerationParams, LoadOptions, VideoLlava};
 
-use crate::cli::AnalyzeArgs;
+use crate::cli::{AnalyzeArgs, LoadArgs};
 use crate::device;
 use crate::failure::{Failure, FailureKind};
 use crate::image_files;
@@ -109,14 +109,19 @@ fn options(args: &AnalyzeArgs) -> AnalyzerOptions {
 }
 
 fn load_model(args: &AnalyzeArgs) -> Result<VideoLlava, Failure> {
+    load(&args.model, &args.load)
+}
+
+/// Resolves `model` (a directory or a hub repo), picks the device and dtype, and loads it with
+/// the quantization asked for; shared by `analyze` and `serve`.
+pub(crate) fn load(model: &str, args: &LoadArgs) -> Result<VideoLlava, Failure> {
     let (device, dtype) = device::select(args.device, args.dtype)?;
-    let dir =
-        video_llava::hub::resolve(&args.model).map_err(|e| Failure::from_model(&args.model, &e))?;
+    let dir = video_llava::hub::resolve(model).map_err(|e| Failure::from_model(model, &e))?;
     let dir_name = dir.display().to_string();
     if std::io::stderr().is_terminal() {
         eprintln!(
             "loading {} on {} ({})",
-            args.model,
+            model,
             video_llava::device::device_name(&device),
             video_llava::device::dtype_name(dtype)
         );
@@ -127,10 +132,10 @@ fn load_model(args: &AnalyzeArgs) -> Result<VideoLlava, Failure> {
     let options = LoadOptions::new(&device, dtype)
         .quantize(args.quantize)
         .quantize_vision(args.quantize_vision);
-    let model = VideoLlava::from_pretrained_with(dir_str, &options)
-        .map_err(|e| Failure::from_model(&args.model, &e))?;
-    report_fallbacks(model.model().quantization_fallbacks());
-    Ok(model)
+    let loaded = VideoLlava::from_pretrained_with(dir_str, &options)
+        .map_err(|e| Failure::from_model(model, &e))?;
+    report_fallbacks(loaded.model().quantization_fallbacks());
+    Ok(loaded)
 }
 
 /// Says on stderr which weights were kept in another type than asked.

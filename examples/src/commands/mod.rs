@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod frames;
 pub mod probe;
 pub mod quantize;
+pub mod serve;
 pub mod storyboard;
 pub mod thumbnail;
 
@@ -21,5 +22,6 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Thumbnail(args) => thumbnail::run(args),
         Command::Storyboard(args) => storyboard::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
