@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages a fresh Debian/Ubuntu machine lacks to build and test this workspace:
 # FFmpeg's libraries and headers (ffmpeg-sys-next binds them with bindgen, which needs libclang),
-# the ffmpeg CLI (tests generate their videos with it), and Python's venv module.
+# the ffmpeg CLI (tests generate their videos with it), Python's venv module, and Chromium for
+# the server's page test (driven by playwright-core, which downloads no browser).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 pkgs=(pkg-config clang libclang-dev ffmpeg
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-      libavfilter-dev libavdevice-dev python3-venv python3-dev unzip curl ca-certificates)
+      libavfilter-dev libavdevice-dev python3-venv python3-dev unzip curl ca-certificates chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -33,4 +33,7 @@ bash bindings-python/test.sh
 step "node bindings"
 bash bindings-node/test.sh
 
+step "server clients: openai (Python, npm), the page in Chromium"
+bash examples/serve-clients/test.sh
+
 step "all suites passed"
