@@ -8,12 +8,14 @@
 //! - [`prompt`]: tokenizer, USER/ASSISTANT template, placeholder expansion.
 //! - [`generation`]: sampling parameters, logits processing, incremental detokenizing, stop conditions.
 //! - [`pipeline`]: the typed API, [`VideoLlava`].
+//! - [`conversation`]: many questions about one video from one cached KV prefix, [`Conversation`].
 //! - [`quantize`]: which weights are quantized to which GGUF block type; saving GGUF models.
 //! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
 
 #[cfg(feature = "video")]
 pub mod analyze;
 pub mod config;
+pub mod conversation;
 pub mod device;
 /// Error type.
 pub mod error;
@@ -31,6 +33,7 @@ pub mod weights;
 pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
+pub use conversation::Conversation;
 pub use device::DeviceRequest;
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "video")]

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::VideoLlavaConfig;
 use crate::generation::{CancelToken, GenerationParams, LogitsProcessor, OutputText, StopReason};
-use crate::model::VideoLlavaModel;
+use crate::model::{KvCache, VideoLlavaModel};
 use crate::preprocess::{self, IMAGE_SIZE};
 use crate::prompt::{count_placeholders, format_prompt, PlaceholderSpec, PromptTokenizer};
 use crate::quantize::{self, Quantization, QuantizeOptions, SaveReport};
@@ -249,6 +249,9 @@ pub struct Generation {
     pub token_ids: Vec<u32>,
     /// Prompt length in tokens after placeholder expansion.
     pub prompt_tokens: usize,
+    /// Of those, how many came from a cached prefix ([`crate::Conversation`]) instead of a
+    /// prefill; 0 for [`VideoLlava::generate`].
+    pub cached_tokens: usize,
     /// Why it stopped.
     pub stop_reason: StopReason,
     /// Per-stage timings.
@@ -323,19 +326,19 @@ impl std::fmt::Debug for VideoLlava {
 }
 
 /// Media of one request, preprocessed.
-struct Pixels {
+pub(crate) struct Pixels {
     /// `(1, F, 3, 224, 224)`.
-    video: Option<Tensor>,
+    pub(crate) video: Option<Tensor>,
     /// `(K, 3, 224, 224)`.
-    images: Option<Tensor>,
+    pub(crate) images: Option<Tensor>,
 }
 
 impl Pixels {
-    fn num_frames(&self) -> Result<Option<usize>> {
+    pub(crate) fn num_frames(&self) -> Result<Option<usize>> {
         self.video.as_ref().map(|v| Ok(v.dim(1)?)).transpose()
     }
 
-    fn num_images(&self) -> Result<usize> {
+    pub(crate) fn num_images(&self) -> Result<usize> {
         Ok(self
             .images
             .as_ref()
@@ -564,7 +567,7 @@ impl VideoLlava {
         preprocess::image_tensor(rgb.as_raw(), height, width, &cpu)
     }
 
-    fn request_pixels(&self, request: &Request) -> Result<Pixels> {
+    pub(crate) fn request_pixels(&self, request: &Request) -> Result<Pixels> {
         let video = request
             .video
             .as_ref()
@@ -583,7 +586,7 @@ impl VideoLlava {
         Ok(Pixels { video, images })
     }
 
-    fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
+    pub(crate) fn check_context(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<()> {
         let context = self.config().max_position_embeddings();
         if prompt_tokens.saturating_add(max_new_tokens) > context {
             return Err(Error::PromptTooLong {
@@ -596,7 +599,7 @@ impl VideoLlava {
     }
 
     /// Vision features and merged embeddings `(1, L, hidden)` for expanded ids.
-    fn embeddings(
+    pub(crate) fn embeddings(
         &self,
         input_ids: &[u32],
         pixel_values_videos: Option<&Tensor>,
@@ -643,6 +646,7 @@ impl VideoLlava {
             text: String::new(),
             token_ids: Vec::new(),
             prompt_tokens: ids.len(),
+            cached_tokens: 0,
             stop_reason: StopReason::Cancelled,
             timings,
         };
@@ -660,13 +664,32 @@ impl VideoLlava {
 
         let start = Instant::now();
         let mut cache = model.new_cache(ids.len() + params.max_new_tokens)?;
-        let mut logits = model.forward_embeds(&embeds, &mut cache)?;
+        let logits = model.forward_embeds(&embeds, &mut cache)?;
         drop(embeds);
         timings.prefill = start.elapsed();
 
         let start = Instant::now();
+        let decoded = self.decode_loop(&ids, &mut cache, logits, params, cancel, on_piece)?;
+        timings.decode = start.elapsed();
+        Ok(decoded.into_generation(ids.len(), 0, timings))
+    }
+
+    /// The decode loop every generation shares. `logits` are the prompt's last position (the
+    /// prompt, `prompt_ids`, already in `cache`); each sampled token is fed back through
+    /// `cache` until EOS, a stop string, `max_new_tokens`, a cancel or `on_piece`'s `Break`.
+    pub(crate) fn decode_loop(
+        &self,
+        prompt_ids: &[u32],
+        cache: &mut KvCache,
+        mut logits: Tensor,
+        params: &GenerationParams,
+        cancel: Option<&CancelToken>,
+        on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Decoded> {
+        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
+        let model = &self.inner.model;
         let mut processor = LogitsProcessor::new(params)?;
-        processor.observe(&ids);
+        processor.observe(prompt_ids);
         let tokenizer = self.inner.tokenizer.tokenizer();
         let mut output = OutputText::new(tokenizer, &params.stop);
         let mut token_ids = Vec::new();
@@ -693,7 +716,7 @@ impl VideoLlava {
             if token_ids.len() == params.max_new_tokens {
                 break StopReason::MaxTokens;
             }
-            logits = model.forward_tokens(&[next], &mut cache)?;
+            logits = model.forward_tokens(&[next], cache)?;
         };
         if stop_reason != StopReason::StopString {
             if let Some(piece) = output.finish()? {
@@ -702,13 +725,10 @@ impl VideoLlava {
                 let _ = on_piece(&piece);
             }
         }
-        timings.decode = start.elapsed();
-        Ok(Generation {
+        Ok(Decoded {
             text: output.text().to_string(),
             token_ids,
-            prompt_tokens: ids.len(),
             stop_reason,
-            timings,
         })
     }
 
@@ -716,40 +736,10 @@ impl VideoLlava {
     /// iterator. Dropping the stream cancels the generation; [`TextStream::finish`] gives the
     /// final [`Generation`].
     pub fn stream(&self, request: Request, params: GenerationParams) -> TextStream {
-        let (tx, rx) = mpsc::sync_channel(STREAM_BUFFER);
-        let cancel = CancelToken::new();
         let model = self.clone();
-        let thread_cancel = cancel.clone();
-        let thread_tx: SyncSender<StreamEvent> = tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("video-llava-stream".into())
-            .spawn(move || {
-                let mut on_piece = |piece: &str| {
-                    if thread_tx
-                        .send(StreamEvent::Piece(piece.to_string()))
-                        .is_err()
-                    {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                };
-                let result = model.generate(&request, &params, Some(&thread_cancel), &mut on_piece);
-                let _ = thread_tx.send(StreamEvent::Done(result));
-            });
-        if let Err(source) = spawned {
-            let _ = tx.send(StreamEvent::Done(Err(Error::Io {
-                path: PathBuf::from("<thread spawn>"),
-                source,
-            })));
-        }
-        TextStream {
-            rx,
-            cancel,
-            generation: None,
-            failed: None,
-            done: false,
-        }
+        spawn_stream(move |cancel, on_piece| {
+            model.generate(&request, &params, Some(cancel), on_piece)
+        })
     }
 
     /// Last-position logits `(vocab,)` in f32 for already-expanded `input_ids`, with optional
@@ -782,21 +772,80 @@ impl VideoLlava {
         let embeds = self.embeddings(input_ids, pixel_values_videos, pixel_values_images)?;
         let model = &self.inner.model;
         let mut cache = model.new_cache(input_ids.len() + max_new_tokens)?;
-        let mut logits = model.forward_embeds(&embeds, &mut cache)?;
-        let mut processor = LogitsProcessor::new(&params)?;
-        let mut out = Vec::with_capacity(max_new_tokens);
-        loop {
-            let next = processor.sample(&mut logits.to_vec1::<f32>()?)?;
-            if self.inner.eos.contains(&next) {
-                break;
-            }
-            out.push(next);
-            if out.len() == max_new_tokens {
-                break;
-            }
-            logits = model.forward_tokens(&[next], &mut cache)?;
+        let logits = model.forward_embeds(&embeds, &mut cache)?;
+        let decoded =
+            self.decode_loop(input_ids, &mut cache, logits, &params, None, &mut |_| {
+                ControlFlow::Continue(())
+            })?;
+        Ok(decoded.token_ids)
+    }
+}
+
+/// What a decode loop produced.
+pub(crate) struct Decoded {
+    pub(crate) text: String,
+    pub(crate) token_ids: Vec<u32>,
+    pub(crate) stop_reason: StopReason,
+}
+
+impl Decoded {
+    pub(crate) fn into_generation(
+        self,
+        prompt_tokens: usize,
+        cached_tokens: usize,
+        timings: Timings,
+    ) -> Generation {
+        Generation {
+            text: self.text,
+            token_ids: self.token_ids,
+            prompt_tokens,
+            cached_tokens,
+            stop_reason: self.stop_reason,
+            timings,
         }
-        Ok(out)
+    }
+}
+
+/// Runs `job` on a background thread, its pieces and result coming back through a
+/// [`TextStream`] (whose drop cancels the job's token).
+pub(crate) fn spawn_stream<F>(job: F) -> TextStream
+where
+    F: FnOnce(&CancelToken, &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel(STREAM_BUFFER);
+    let cancel = CancelToken::new();
+    let thread_cancel = cancel.clone();
+    let thread_tx: SyncSender<StreamEvent> = tx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("video-llava-stream".into())
+        .spawn(move || {
+            let mut on_piece = |piece: &str| {
+                if thread_tx
+                    .send(StreamEvent::Piece(piece.to_string()))
+                    .is_err()
+                {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let result = job(&thread_cancel, &mut on_piece);
+            let _ = thread_tx.send(StreamEvent::Done(result));
+        });
+    if let Err(source) = spawned {
+        let _ = tx.send(StreamEvent::Done(Err(Error::Io {
+            path: PathBuf::from("<thread spawn>"),
+            source,
+        })));
+    }
+    TextStream {
+        rx,
+        cancel,
+        generation: None,
+        failed: None,
+        done: false,
     }
 }
 
@@ -994,6 +1043,7 @@ mod tests {
             text: String::new(),
             token_ids: vec![1; 11],
             prompt_tokens: 5,
+            cached_tokens: 0,
             stop_reason: StopReason::MaxTokens,
             timings: Timings {
                 decode: Duration::from_secs(2),

@@ -66,31 +66,51 @@ pub fn format_prompt(
     num_images: usize,
     has_video: bool,
 ) -> String {
-    let has_placeholders = std::iter::once(question)
-        .chain(history.iter().flat_map(|(q, a)| [q.as_str(), a.as_str()]))
-        .any(|t| t.contains(IMAGE_PLACEHOLDER) || t.contains(VIDEO_PLACEHOLDER));
-    let mut media = String::new();
-    if !has_placeholders {
+    let as_written = has_placeholders(question) || history_has_placeholders(history);
+    let mut text = format_prefix(history, num_images, has_video, as_written);
+    text.push_str(question);
+    text.push_str(" ASSISTANT:");
+    text
+}
+
+/// The part of [`format_prompt`]'s text before the question: `USER: {media}` and the earlier
+/// turns, each ending in ` USER: `. `as_written` means the turns carry their own placeholders.
+pub(crate) fn format_prefix(
+    history: &[(String, String)],
+    num_images: usize,
+    has_video: bool,
+    as_written: bool,
+) -> String {
+    let mut text = String::from("USER: ");
+    if !as_written {
         for _ in 0..num_images {
-            media.push_str(IMAGE_PLACEHOLDER);
-            media.push('\n');
+            text.push_str(IMAGE_PLACEHOLDER);
+            text.push('\n');
         }
         if has_video {
-            media.push_str(VIDEO_PLACEHOLDER);
-            media.push('\n');
+            text.push_str(VIDEO_PLACEHOLDER);
+            text.push('\n');
         }
     }
-    let mut text = String::from("USER: ");
-    text.push_str(&media);
     for (q, a) in history {
         text.push_str(q);
         text.push_str(" ASSISTANT: ");
         text.push_str(a);
         text.push_str(" USER: ");
     }
-    text.push_str(question);
-    text.push_str(" ASSISTANT:");
     text
+}
+
+/// Whether a text holds an `<image>` or `<video>` placeholder.
+pub(crate) fn has_placeholders(text: &str) -> bool {
+    text.contains(IMAGE_PLACEHOLDER) || text.contains(VIDEO_PLACEHOLDER)
+}
+
+/// Whether any earlier turn holds a placeholder (then all are taken as written).
+pub(crate) fn history_has_placeholders(history: &[(String, String)]) -> bool {
+    history
+        .iter()
+        .any(|(q, a)| has_placeholders(q) || has_placeholders(a))
 }
 
 /// Counts of `<image>` and `<video>` placeholders in a prompt text.

@@ -56,6 +56,60 @@ impl KvCache {
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
+
+    /// Bytes its buffers take (all `capacity` positions, keys and values of every layer).
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// A new cache of `capacity` positions holding a copy of this one's first `keep`: its own
+    /// buffers, so writing to either never changes the other (a conversation's prefix stays as
+    /// it was however many questions start from it).
+    pub(crate) fn fork(&self, capacity: usize, keep: usize) -> Result<KvCache> {
+        if keep > self.len || keep > capacity || capacity == 0 {
+            return Err(Error::InvalidRequest(format!(
+                "cannot keep {keep} of {} cached positions in a cache of {capacity}",
+                self.len
+            )));
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| {
+                // One copy per buffer: the kept positions, then zeros for the rest.
+                let grow = |t: &Tensor| -> candle_core::Result<Tensor> {
+                    let (b, heads, _, head_dim) = t.dims4()?;
+                    let rest = || {
+                        Tensor::zeros((b, heads, capacity - keep, head_dim), t.dtype(), t.device())
+                    };
+                    match (keep, capacity - keep) {
+                        (0, _) => rest(),
+                        // All kept: fresh buffers filled from a contiguous view (which may
+                        // share the source's storage, so it is only read).
+                        (_, 0) => {
+                            let full = Tensor::zeros(
+                                (b, heads, capacity, head_dim),
+                                t.dtype(),
+                                t.device(),
+                            )?;
+                            full.slice_set(&t.narrow(2, 0, keep)?.contiguous()?, 2, 0)?;
+                            Ok(full)
+                        }
+                        _ => Tensor::cat(&[&t.narrow(2, 0, keep)?, &rest()?], 2),
+                    }
+                };
+                Ok((grow(k)?, grow(v)?))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: keep,
+            capacity,
+        })
+    }
 }
 
 struct DecoderLayer {
@@ -282,4 +336,63 @@ fn rope_tables(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<(Tenso
     let cos = Tensor::from_vec(cos, (positions, half), device)?.to_dtype(dtype)?;
     let sin = Tensor::from_vec(sin, (positions, half), device)?.to_dtype(dtype)?;
     Ok((cos, sin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-layer cache of `capacity` positions, the first `len` holding `1, 2, ...`.
+    fn cache(capacity: usize, len: usize) -> KvCache {
+        let values: Vec<f32> = (0..2 * capacity * 3)
+            .map(|i| {
+                if (i / 3) % capacity < len {
+                    i as f32 + 1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let k = Tensor::from_vec(values, (1, 2, capacity, 3), &Device::Cpu).unwrap();
+        KvCache {
+            layers: vec![(k.clone(), k.copy().unwrap())],
+            len,
+            capacity,
+        }
+    }
+
+    fn positions(t: &Tensor, n: usize) -> Vec<f32> {
+        t.narrow(2, 0, n)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_fork_copies_the_kept_positions_into_buffers_of_its_own() {
+        // A full source (whose narrowed view is already contiguous) and one with room left.
+        for (source_capacity, capacity, keep) in
+            [(5, 8, 3), (5, 3, 3), (5, 6, 0), (5, 4, 4), (4, 4, 4)]
+        {
+            let source = cache(source_capacity, 4);
+            let before = positions(&source.layers[0].0, 4);
+            let fork = source.fork(capacity, keep).unwrap();
+            assert_eq!((fork.len(), fork.capacity()), (keep, capacity));
+            let (k, v) = &fork.layers[0];
+            assert_eq!(k.dims(), &[1, 2, capacity, 3]);
+            assert!(k.is_contiguous() && v.is_contiguous());
+            assert_eq!(positions(k, keep), positions(&source.layers[0].0, keep));
+            // Writing every position of the fork leaves the source as it was.
+            let ones = Tensor::ones((1, 2, capacity, 3), DType::F32, &Device::Cpu).unwrap();
+            k.slice_set(&ones, 2, 0).unwrap();
+            v.slice_set(&ones, 2, 0).unwrap();
+            assert_eq!(positions(&source.layers[0].0, 4), before);
+        }
+        let source = cache(5, 4);
+        assert_eq!(source.bytes(), 2 * (2 * 5 * 3) * 4);
+        assert!(source.fork(8, 5).is_err(), "more than the source holds");
+        assert!(source.fork(2, 3).is_err(), "more than the fork holds");
+    }
 }
