@@ -10,9 +10,11 @@
 //! - [`sampler`]: probe, sample_frames, thumbnail, storyboard.
 //! - [`preprocess`]: the CLIP processor.
 //! - [`model`], [`request`], [`stream`]: `VideoLlava` and its results.
+//! - [`conversation`]: `Conversation`, many questions from one cached prefix.
 
 mod arrays;
 mod call;
+mod conversation;
 mod errors;
 mod model;
 mod preprocess;
@@ -37,6 +39,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyGeneration>()?;
     m.add_class::<model::PyTimings>()?;
     m.add_class::<stream::PyTextStream>()?;
+    m.add_class::<conversation::PyConversation>()?;
     m.add_function(wrap_pyfunction!(sampler::probe, m)?)?;
     m.add_function(wrap_pyfunction!(sampler::sample_frames, m)?)?;
     m.add_function(wrap_pyfunction!(sampler::thumbnail, m)?)?;

@@ -11,6 +11,7 @@ use video_llava::{DType, Device, LoadOptions, Quantization, Tensor};
 
 use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
 use crate::call::detached;
+use crate::conversation::PyConversation;
 use crate::errors::{new_err, Failure, Kind};
 use crate::request::Args;
 use crate::stream::PyTextStream;
@@ -61,6 +62,8 @@ pub struct PyGeneration {
     token_ids: Vec<u32>,
     /// Prompt length in tokens after placeholder expansion.
     prompt_tokens: usize,
+    /// Of those, how many came from a conversation's cached prefix (0 for `generate`).
+    cached_tokens: usize,
     /// "eos", "stop_string", "max_tokens" or "cancelled".
     stop_reason: &'static str,
     /// Per-stage timings.
@@ -81,6 +84,7 @@ impl PyGeneration {
             text: g.text,
             token_ids: g.token_ids,
             prompt_tokens: g.prompt_tokens,
+            cached_tokens: g.cached_tokens,
             stop_reason: g.stop_reason.as_str(),
             timings: Py::new(py, timings)?,
         })
@@ -138,6 +142,14 @@ impl Interrupts {
             last: Instant::now(),
             raised: None,
         })
+    }
+
+    /// `result`, unless a signal handler raised meanwhile: then its exception.
+    pub fn outcome<T>(&mut self, result: T) -> Result<T, Failure> {
+        match self.raised.take() {
+            Some(e) => Err(Failure::Python(e)),
+            None => Ok(result),
+        }
     }
 
     /// Called between tokens (GIL released): `Break` once a handler raised.
@@ -305,10 +317,7 @@ impl PyVideoLlava {
         let generation = detached(py, || {
             let generation =
                 model.generate(&request, &params, None, &mut |_piece| interrupts.poll())?;
-            match interrupts.raised.take() {
-                Some(e) => Err(Failure::Python(e)),
-                None => Ok(generation),
-            }
+            interrupts.outcome(generation)
         })?;
         PyGeneration::new(py, generation)
     }
@@ -352,6 +361,35 @@ impl PyVideoLlava {
         };
         let (request, params) = args.build(py)?;
         Ok(PyTextStream::start(&self.inner, request, params)?)
+    }
+
+    /// Starts a conversation about a video and/or images (and earlier turns): the vision
+    /// towers and the prefix's prefill run once, here; its questions start from that cache.
+    #[pyo3(signature = (*, video=None, image=None, frames=None, history=None, num_frames=8, sampling="uniform"))]
+    #[allow(clippy::too_many_arguments)]
+    fn conversation<'py>(
+        &self,
+        py: Python<'py>,
+        video: Option<&Bound<'py, PyAny>>,
+        image: Option<&Bound<'py, PyAny>>,
+        frames: Option<&Bound<'py, PyAny>>,
+        history: Option<&Bound<'py, PyAny>>,
+        num_frames: i64,
+        sampling: &str,
+    ) -> PyResult<PyConversation> {
+        let args = Args {
+            video,
+            image,
+            frames,
+            history,
+            num_frames,
+            sampling,
+            ..Args::question(String::new())
+        };
+        let (request, _) = args.build(py)?;
+        let model = self.inner.clone();
+        let conversation = detached(py, move || Ok(model.conversation(&request)?))?;
+        Ok(PyConversation::new(conversation))
     }
 
     /// Last-position logits, float32 `(vocab,)`, for already-expanded `input_ids`.

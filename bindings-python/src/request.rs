@@ -32,6 +32,26 @@ pub struct Args<'a, 'py> {
 }
 
 impl Args<'_, '_> {
+    /// A question with no media and the Python defaults of every generation option.
+    pub fn question(question: String) -> Self {
+        Self {
+            question,
+            video: None,
+            image: None,
+            frames: None,
+            history: None,
+            num_frames: 8,
+            sampling: "uniform",
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            repetition_penalty: 1.0,
+            seed: None,
+            stop: None,
+        }
+    }
+
     /// Builds the request and the sampling parameters.
     pub fn build(&self, py: Python<'_>) -> PyResult<(Request, GenerationParams)> {
         let video = match (self.video, self.frames) {
@@ -95,7 +115,8 @@ impl Args<'_, '_> {
         )))
     }
 
-    fn params(&self, py: Python<'_>) -> PyResult<GenerationParams> {
+    /// The sampling parameters alone.
+    pub fn params(&self, py: Python<'_>) -> PyResult<GenerationParams> {
         let invalid = |what: &str, v: i64| {
             new_err(
                 py,

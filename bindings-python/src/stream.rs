@@ -42,12 +42,17 @@ impl PyTextStream {
         params: GenerationParams,
     ) -> Result<Self, Failure> {
         let stream = guarded(|| Ok(model.stream(request, params)))?;
+        Ok(Self::of(stream))
+    }
+
+    /// Wraps a running Rust stream (a conversation's, say).
+    pub fn of(stream: video_llava::pipeline::TextStream) -> Self {
         let cancel = stream.cancel_token().clone();
-        Ok(Self {
+        Self {
             inner: Mutex::new(Some(stream)),
             cancel,
             generation: Mutex::new(None),
-        })
+        }
     }
 
     /// Waits up to `timeout` for the next step (`None`: nothing yet); runs without the GIL.

@@ -5,6 +5,7 @@ re-exports it so that ``import video_llava as vl`` gives the whole API.
 """
 
 from ._native import (
+    Conversation,
     DeviceError,
     DownloadError,
     FrameBatch,
@@ -37,6 +38,7 @@ from ._native import (
 )
 
 __all__ = [
+    "Conversation",
     "DeviceError",
     "DownloadError",
     "FrameBatch",

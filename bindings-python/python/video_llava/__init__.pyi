@@ -193,6 +193,9 @@ class Generation:
     def prompt_tokens(self) -> int:
         """Prompt length in tokens after placeholder expansion."""
     @property
+    def cached_tokens(self) -> int:
+        """Of those, how many came from a conversation's cached prefix (0 for ``generate``)."""
+    @property
     def stop_reason(self) -> Literal["eos", "stop_string", "max_tokens", "cancelled"]:
         """Why generation ended."""
     @property
@@ -210,6 +213,71 @@ class TextStream(Iterator[str]):
         """The finished generation; ``None`` until the iterator is exhausted."""
     def close(self) -> None:
         """Stops the generation at the next token; the iterator then ends."""
+
+@final
+class Conversation:
+    """A video (and/or images, earlier turns) whose prefix is computed once: the vision towers
+    and the prefill of everything before the question. Each question starts from a copy of
+    that cache and gets the answer ``VideoLlava.generate`` gives for the same full prompt.
+    ``generate`` and ``stream`` may run from several threads at once; ``chat`` turns apply one
+    at a time. Usable as a context manager (``close()`` on exit)."""
+
+    def generate(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> Generation:
+        """Answers ``question`` from the cached prefix; the conversation is unchanged."""
+    def stream(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> TextStream:
+        """Like ``generate``, but yields text pieces as they are decoded."""
+    def chat(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> Generation:
+        """Answers ``question`` and appends the turn, so the next question sees it (a cancelled
+        answer is not appended)."""
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """The earlier ``(question, answer)`` turns, oldest first."""
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens in the cached prefix."""
+    @property
+    def prefix_bytes(self) -> int:
+        """Bytes the cached prefix holds (its keys and values)."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    def close(self) -> None:
+        """Frees the cached prefix; later calls raise ``InvalidRequestError``."""
+    def __enter__(self) -> Conversation: ...
+    def __exit__(self, *exc: object) -> bool: ...
 
 @final
 class VideoLlava:
@@ -292,6 +360,18 @@ class VideoLlava:
         sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
     ) -> TextStream:
         """Like ``generate``, but yields text pieces as they are decoded."""
+    def conversation(
+        self,
+        *,
+        video: _Source | FrameBatch | _U8Array | None = None,
+        image: _Image | Sequence[_Image] | None = None,
+        frames: _U8Array | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
+    ) -> Conversation:
+        """Starts a conversation about a video and/or images: the vision towers and the prefill
+        of everything before the question run once, here."""
     def logits(
         self,
         input_ids: _IntArray,
