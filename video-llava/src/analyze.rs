@@ -1,7 +1,8 @@
 //! The analyze pipeline: a video in; its facts, a thumbnail, the sampled frames' times and an
 //! answer out. One [`VideoAnalyzer`] holds a loaded model and serves many videos; a batch
 //! ([`VideoAnalyzer::analyze_many`]) decodes the next video on a worker thread while the model
-//! generates for the current one.
+//! generates for the current one. Several questions about one video are answered from one
+//! [`Conversation`](crate::Conversation): its vision towers and prefill run once.
 //!
 //! ```no_run
 //! use std::ops::ControlFlow;
@@ -29,7 +30,7 @@ use frame_sampler::{
 };
 
 use crate::generation::{GenerationParams, StopReason};
-use crate::pipeline::{Request, VideoInput, VideoLlava};
+use crate::pipeline::{Generation, Request, Timings, VideoInput, VideoLlava};
 use crate::Result;
 
 /// The question asked when none is given.
@@ -64,8 +65,11 @@ pub struct AnalyzerOptions {
     pub spacing: FrameSpacing,
     /// How each frame is reached.
     pub seek: SeekMode,
-    /// The question asked when a call gives none.
-    pub question: String,
+    /// The questions a batch asks about each video, in order ([`VideoAnalyzer::analyze_many`]);
+    /// [`VideoAnalyzer::analyze`] asks the first when a call gives none. With several, each
+    /// video's vision towers and prefill run once and every question is answered from that
+    /// cached prefix, with the answer a question asked alone gets.
+    pub questions: Vec<String>,
     /// Sampling parameters for the answer.
     pub params: GenerationParams,
     /// Size and format of the thumbnail.
@@ -78,7 +82,7 @@ impl Default for AnalyzerOptions {
             frames: 8,
             spacing: FrameSpacing::Uniform,
             seek: SeekMode::Exact,
-            question: DEFAULT_QUESTION.to_string(),
+            questions: vec![DEFAULT_QUESTION.to_string()],
             params: GenerationParams::default(),
             thumbnail: ThumbnailOptions::default(),
         }
@@ -142,20 +146,28 @@ pub struct Analysis {
     pub answer: String,
     /// Prompt length in tokens, placeholders expanded.
     pub prompt_tokens: usize,
+    /// Prompt tokens taken from the video's cached prefix instead of computed (0 for a
+    /// video asked one question).
+    pub cached_tokens: usize,
     /// Tokens generated (EOS excluded).
     pub generated_tokens: usize,
     /// Why generation ended.
     pub stop_reason: StopReason,
-    /// Per-stage timings.
+    /// Per-stage timings. With several questions about a video, the first question's carry the
+    /// video's own work (probe, frames, thumbnail, preprocessing, vision and the shared prefix's
+    /// prefill); later ones only their own prefill and decode.
     pub timings: AnalysisTimings,
 }
 
-/// One finished video of a batch: its position in the input, the source, and its analysis or the
-/// error that stopped it.
+/// One answered question of a batch: the video's position in the input, the question's position
+/// in that video's questions, the source, and the analysis or the error that stopped it (a video
+/// that cannot be decoded gives each of its questions the error).
 #[derive(Debug)]
 pub struct BatchItem {
     /// Position of the source in the input, from 0.
     pub index: usize,
+    /// Position of the question in the video's questions, from 0.
+    pub question: usize,
     /// The source.
     pub source: Source,
     /// The analysis, or why this video failed (the batch goes on).
@@ -195,64 +207,114 @@ impl VideoAnalyzer {
         &self.options
     }
 
-    /// Analyzes one video. `question` overrides the options' question; `on_piece` receives the
-    /// answer as it is generated and may return `ControlFlow::Break(())` to stop it early.
+    /// Analyzes one video. `question` overrides the options' first question; `on_piece`
+    /// receives the answer as it is generated and may return `ControlFlow::Break(())` to stop it
+    /// early.
     pub fn analyze(
         &self,
         source: &Source,
         question: Option<&str>,
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Analysis> {
+        let question = match question.or(self.options.questions.first().map(String::as_str)) {
+            Some(question) => question.to_string(),
+            None => {
+                return Err(crate::Error::InvalidRequest(
+                    "no question: the call and the options give none".into(),
+                ))
+            }
+        };
         let decoded = self.decode(source)?;
-        self.answer(
+        let mut result = None;
+        let _ = self.answer_all(
             decoded,
-            question.unwrap_or(&self.options.question),
-            on_piece,
-        )
+            std::slice::from_ref(&question),
+            &mut |_, piece| on_piece(piece),
+            &mut |_, analysis| {
+                result = Some(analysis);
+                ControlFlow::Continue(())
+            },
+        );
+        result.unwrap_or_else(|| Err(crate::Error::InvalidRequest("no question".into())))
     }
 
-    /// Analyzes each source with the options' question, in order, reporting each result to
-    /// `on_result` as soon as it is known. While the model answers for one video, a worker thread
-    /// decodes the next (a channel of depth 1 bounds how far it runs ahead). A failing video is
-    /// reported in its [`BatchItem`] and the batch goes on; `on_result` returning
-    /// `ControlFlow::Break(())` ends the batch. `on_piece` receives `(index, piece)` as each answer
-    /// is generated.
+    /// Analyzes each source with the options' questions; see [`VideoAnalyzer::analyze_many_with`].
     pub fn analyze_many<I>(
         &self,
         sources: I,
-        on_piece: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
+        on_piece: &mut dyn FnMut(usize, usize, &str) -> ControlFlow<()>,
         on_result: &mut dyn FnMut(BatchItem) -> ControlFlow<()>,
     ) where
         I: IntoIterator,
         I::Item: Into<Source>,
         I::IntoIter: Send,
     {
-        let sources = sources.into_iter();
-        let (sender, receiver) = mpsc::sync_channel::<(usize, Source, Result<DecodedVideo>)>(1);
+        let questions = self.options.questions.clone();
+        self.analyze_many_with(
+            sources
+                .into_iter()
+                .map(move |source| (source, questions.clone())),
+            on_piece,
+            on_result,
+        )
+    }
+
+    /// Analyzes each `(source, questions)` in order, reporting each answer to `on_result` as
+    /// soon as it is known (one [`BatchItem`] per question; a source with no questions is only
+    /// skipped). While the model answers for one video, a worker thread decodes the next (a
+    /// channel of depth 1 bounds how far it runs ahead). Several questions about a video are
+    /// answered from one [`Conversation`](crate::Conversation) (vision and prefill once). A
+    /// failing video is reported in its items and the batch goes on; `on_result` returning
+    /// `ControlFlow::Break(())` ends the batch. `on_piece` receives `(index, question, piece)`
+    /// as each answer is generated.
+    pub fn analyze_many_with<I, S>(
+        &self,
+        jobs: I,
+        on_piece: &mut dyn FnMut(usize, usize, &str) -> ControlFlow<()>,
+        on_result: &mut dyn FnMut(BatchItem) -> ControlFlow<()>,
+    ) where
+        I: IntoIterator<Item = (S, Vec<String>)>,
+        I::IntoIter: Send,
+        S: Into<Source>,
+    {
+        type Decoded = (usize, Source, Vec<String>, Result<DecodedVideo>);
+        let jobs = jobs.into_iter();
+        let (sender, receiver) = mpsc::sync_channel::<Decoded>(1);
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                for (index, source) in sources.enumerate() {
+                for (index, (source, questions)) in jobs.enumerate() {
+                    if questions.is_empty() {
+                        continue;
+                    }
                     let source: Source = source.into();
                     let decoded = self.decode(&source);
                     // The receiver hangs up when the caller ended the batch early.
-                    if sender.send((index, source, decoded)).is_err() {
+                    if sender.send((index, source, questions, decoded)).is_err() {
                         break;
                     }
                 }
             });
-            for (index, source, decoded) in receiver.iter() {
-                let result = decoded.and_then(|decoded| {
-                    self.answer(decoded, &self.options.question, &mut |piece| {
-                        on_piece(index, piece)
+            for (index, source, questions, decoded) in receiver.iter() {
+                let mut report = |question: usize, result: Result<Analysis>| {
+                    on_result(BatchItem {
+                        index,
+                        question,
+                        source: source.clone(),
+                        result,
                     })
-                });
-                if on_result(BatchItem {
-                    index,
-                    source,
-                    result,
-                })
-                .is_break()
-                {
+                };
+                let flow = match decoded {
+                    Ok(decoded) => self.answer_all(
+                        decoded,
+                        &questions,
+                        &mut |question, piece| on_piece(index, question, piece),
+                        &mut report,
+                    ),
+                    Err(error) => {
+                        (0..questions.len()).try_for_each(|q| report(q, Err(error.echo())))
+                    }
+                };
+                if flow.is_break() {
                     break;
                 }
             }
@@ -288,13 +350,15 @@ impl VideoAnalyzer {
         })
     }
 
-    /// The model part: preprocess, vision, prefill, decode.
-    fn answer(
+    /// The model part: preprocess, vision, prefill, decode, for each question in turn. One
+    /// question is a plain `generate`; several share one conversation.
+    fn answer_all(
         &self,
         decoded: DecodedVideo,
-        question: &str,
-        on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> Result<Analysis> {
+        questions: &[String],
+        on_piece: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
+        on_result: &mut dyn FnMut(usize, Result<Analysis>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let DecodedVideo {
             info,
             frames,
@@ -311,8 +375,7 @@ impl VideoAnalyzer {
             timestamps,
             ..
         } = frames;
-        let request = Request {
-            question: question.to_string(),
+        let mut request = Request {
             video: Some(VideoInput::Frames {
                 count: indices.len(),
                 data,
@@ -321,29 +384,60 @@ impl VideoAnalyzer {
             }),
             ..Request::default()
         };
-        let generation = self
-            .model
-            .generate(&request, &self.options.params, None, on_piece)?;
-        Ok(Analysis {
-            info,
-            thumbnail,
-            frame_timestamps: timestamps,
-            frame_indices: indices,
-            question: request.question,
-            answer: generation.text,
-            prompt_tokens: generation.prompt_tokens,
-            generated_tokens: generation.token_ids.len(),
-            stop_reason: generation.stop_reason,
-            timings: AnalysisTimings {
-                probe,
-                sampling,
-                thumbnail: thumbnail_time,
-                preprocess: generation.timings.preprocess,
-                vision: generation.timings.vision,
-                prefill: generation.timings.prefill,
-                decode: generation.timings.decode,
-            },
-        })
+        // The video's own work goes to its first answer.
+        let analysis = |question: &str, generation: Generation, prefix: Timings, first: bool| {
+            let video = |d: Duration| if first { d } else { Duration::ZERO };
+            Analysis {
+                info: info.clone(),
+                thumbnail: thumbnail.clone(),
+                frame_timestamps: timestamps.clone(),
+                frame_indices: indices.clone(),
+                question: question.to_string(),
+                answer: generation.text,
+                prompt_tokens: generation.prompt_tokens,
+                cached_tokens: generation.cached_tokens,
+                generated_tokens: generation.token_ids.len(),
+                stop_reason: generation.stop_reason,
+                timings: AnalysisTimings {
+                    probe: video(probe),
+                    sampling: video(sampling),
+                    thumbnail: video(thumbnail_time),
+                    preprocess: prefix.preprocess + generation.timings.preprocess,
+                    vision: prefix.vision + generation.timings.vision,
+                    prefill: prefix.prefill + generation.timings.prefill,
+                    decode: generation.timings.decode,
+                },
+            }
+        };
+        let params = &self.options.params;
+        if let [question] = questions {
+            request.question = question.clone();
+            let result = self
+                .model
+                .generate(&request, params, None, &mut |piece| on_piece(0, piece))
+                .map(|g| analysis(question, g, Timings::default(), true));
+            return on_result(0, result);
+        }
+        let conversation = match self.model.conversation(&request) {
+            Ok(conversation) => conversation,
+            Err(error) => {
+                return (0..questions.len()).try_for_each(|q| on_result(q, Err(error.echo())))
+            }
+        };
+        drop(request);
+        for (q, question) in questions.iter().enumerate() {
+            let first = q == 0;
+            let prefix = if first {
+                conversation.prefix_timings()
+            } else {
+                Timings::default()
+            };
+            let result = conversation
+                .generate(question, params, None, &mut |piece| on_piece(q, piece))
+                .map(|g| analysis(question, g, prefix, first));
+            on_result(q, result)?;
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -446,7 +540,8 @@ mod tests {
         let mut items = Vec::new();
         analyzer.analyze_many(
             sources.clone(),
-            &mut |i, piece| {
+            &mut |i, q, piece| {
+                assert_eq!(q, 0);
                 pieces.push((i, piece.to_string()));
                 ControlFlow::Continue(())
             },
@@ -483,10 +578,96 @@ mod tests {
 
         // Breaking from the result callback ends the batch.
         let mut seen = 0;
-        analyzer.analyze_many(sources, &mut |_, _| ControlFlow::Continue(()), &mut |_| {
-            seen += 1;
-            ControlFlow::Break(())
-        });
+        analyzer.analyze_many(
+            sources,
+            &mut |_, _, _| ControlFlow::Continue(()),
+            &mut |_| {
+                seen += 1;
+                ControlFlow::Break(())
+            },
+        );
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn several_questions_share_one_prefix_and_answer_as_if_asked_alone() {
+        let analyzer = analyzer(5);
+        let tmp = std::env::temp_dir().join(format!("analyze-questions-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let broken = tmp.join("broken.mp4");
+        std::fs::write(&broken, vec![7u8; 4096]).unwrap();
+        let questions: Vec<String> = ["What is it?", "Give it a title.", "Is it raining?"]
+            .map(String::from)
+            .to_vec();
+        let jobs = vec![
+            (video("bikes.mp4"), questions.clone()),
+            (broken, questions[..2].to_vec()),
+            (video("carphone_pristine.mp4"), Vec::new()),
+            (video("carphone_pristine.mp4"), questions[1..].to_vec()),
+        ];
+        let mut pieces: Vec<(usize, usize, String)> = Vec::new();
+        let mut items = Vec::new();
+        analyzer.analyze_many_with(
+            jobs.clone(),
+            &mut |i, q, piece| {
+                pieces.push((i, q, piece.to_string()));
+                ControlFlow::Continue(())
+            },
+            &mut |item| {
+                items.push(item);
+                ControlFlow::Continue(())
+            },
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
+        // One item per question, in order; the video with no questions is skipped.
+        let order: Vec<(usize, usize)> = items.iter().map(|i| (i.index, i.question)).collect();
+        assert_eq!(
+            order,
+            vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (3, 0), (3, 1)]
+        );
+        for item in &items[3..5] {
+            assert!(
+                matches!(item.result, Err(crate::Error::Video(_))),
+                "{:?}",
+                item.result
+            );
+        }
+        for item in items.iter().filter(|i| i.index != 1) {
+            let analysis = item.result.as_ref().unwrap();
+            let question = &jobs[item.index].1[item.question];
+            assert_eq!(&analysis.question, question);
+            let streamed: String = pieces
+                .iter()
+                .filter(|(i, q, _)| (*i, *q) == (item.index, item.question))
+                .map(|(_, _, p)| p.as_str())
+                .collect();
+            assert_eq!(streamed, analysis.answer);
+            // The same answer as the question asked alone, most of its prompt from the cache.
+            let alone = analyzer
+                .analyze(&item.source, Some(question), &mut |_| {
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            assert_eq!(alone.cached_tokens, 0);
+            assert_eq!(
+                (&alone.answer, alone.prompt_tokens, alone.generated_tokens),
+                (
+                    &analysis.answer,
+                    analysis.prompt_tokens,
+                    analysis.generated_tokens
+                )
+            );
+            assert!(
+                analysis.cached_tokens > 8 * 257,
+                "{}",
+                analysis.cached_tokens
+            );
+            assert!(analysis.cached_tokens < analysis.prompt_tokens);
+            // The video's work is counted once, on its first answer.
+            let first = item.question == 0;
+            assert_eq!(first, analysis.timings.vision > Duration::ZERO);
+            assert_eq!(first, analysis.timings.probe > Duration::ZERO);
+            assert!(analysis.timings.prefill > Duration::ZERO);
+        }
     }
 }

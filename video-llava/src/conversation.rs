@@ -78,15 +78,9 @@ impl std::fmt::Debug for Conversation {
     }
 }
 
-/// A conversation's prefill: the question's prompt, the positions it takes from the prefix,
-/// and its own cache with those positions filled and the rest prefilled.
-struct Started {
-    ids: Vec<u32>,
-    cached: usize,
-    cache: KvCache,
-    logits: candle_core::Tensor,
-    timings: Timings,
-}
+// A conversation's prefill: the question's prompt, the positions it takes from the prefix,
+// and its own cache with those positions filled and the rest prefilled.
+use crate::pipeline::Prefilled as Started;
 
 impl VideoLlava {
     /// Starts a conversation about `request`'s video, images and earlier turns: preprocesses the
@@ -100,6 +94,12 @@ impl VideoLlava {
                     .into(),
             ));
         }
+        self.start_conversation(request)
+    }
+
+    /// [`VideoLlava::conversation`] for `request`'s media and turns, its question ignored (a
+    /// [`crate::PrefixCache`] starts one from the request it answers, without copying it).
+    pub(crate) fn start_conversation(&self, request: &Request) -> Result<Conversation> {
         let mut timings = Timings::default();
         let start = Instant::now();
         let pixels = self.request_pixels(request)?;
@@ -243,6 +243,15 @@ impl Conversation {
         self.prefix.timings
     }
 
+    /// Adds what starting the conversation took to `timings`: for the one request it was
+    /// started for, which paid for it.
+    pub(crate) fn charge_prefix(&self, timings: &mut Timings) {
+        let prefix = self.prefix.timings;
+        timings.preprocess += prefix.preprocess;
+        timings.vision += prefix.vision;
+        timings.prefill += prefix.prefill;
+    }
+
     /// The model it runs on.
     pub fn model(&self) -> &VideoLlava {
         &self.model
@@ -275,7 +284,37 @@ impl Conversation {
 
     /// Tokenizes the whole prompt, copies the positions it shares with the prefix into a cache
     /// of its own and prefills the rest.
-    fn start(&self, question: &str, params: &GenerationParams) -> Result<Started> {
+    pub(crate) fn start(&self, question: &str, params: &GenerationParams) -> Result<Started> {
+        let ids = self.prompt_ids(question, params)?;
+        let prefix = &self.prefix;
+        // At least the last prompt position is computed here: its logits start the decode.
+        let cached = common_prefix(&ids, &prefix.ids).min(ids.len() - 1);
+        let start = Instant::now();
+        let mut cache = prefix
+            .cache
+            .fork(ids.len() + params.max_new_tokens, cached)?;
+        let logits = self.forward_text(&ids[cached..], &mut cache)?;
+        let timings = Timings {
+            prefill: start.elapsed(),
+            ..Timings::default()
+        };
+        Ok(Started {
+            ids,
+            cached,
+            cache,
+            logits,
+            timings,
+        })
+    }
+
+    /// The KV positions answering `question` takes: its whole prompt and `max_new_tokens`.
+    pub(crate) fn positions(&self, question: &str, params: &GenerationParams) -> Result<usize> {
+        Ok(self.prompt_ids(question, params)?.len() + params.max_new_tokens)
+    }
+
+    /// The whole prompt of `question` after the prefix, tokenized as `generate` would, and
+    /// checked against the context.
+    fn prompt_ids(&self, question: &str, params: &GenerationParams) -> Result<Vec<u32>> {
         if question.trim().is_empty() {
             return Err(Error::InvalidRequest("the question is empty".into()));
         }
@@ -298,24 +337,7 @@ impl Conversation {
             .tokenizer()
             .encode(&text, prefix.num_images, prefix.num_frames)?;
         self.model.check_context(ids.len(), params.max_new_tokens)?;
-        // At least the last prompt position is computed here: its logits start the decode.
-        let cached = common_prefix(&ids, &prefix.ids).min(ids.len() - 1);
-        let start = Instant::now();
-        let mut cache = prefix
-            .cache
-            .fork(ids.len() + params.max_new_tokens, cached)?;
-        let logits = self.forward_text(&ids[cached..], &mut cache)?;
-        let timings = Timings {
-            prefill: start.elapsed(),
-            ..Timings::default()
-        };
-        Ok(Started {
-            ids,
-            cached,
-            cache,
-            logits,
-            timings,
-        })
+        Ok(ids)
     }
 
     /// Forwards ids after the prefix, which hold no media placeholders (those sit in the

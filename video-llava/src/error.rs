@@ -50,6 +50,14 @@ pub enum Error {
         /// The model's maximum position embeddings.
         context: usize,
     },
+    /// A batch's KV caches would not fit the memory allowed for them.
+    #[error("the batch's KV caches need {needed} bytes, over the limit of {limit} bytes: run fewer or shorter requests at once")]
+    KvMemory {
+        /// Bytes the batch's caches would take.
+        needed: usize,
+        /// Bytes allowed.
+        limit: usize,
+    },
     /// Downloading from the hub failed.
     #[error("download {repo}: {reason}")]
     Download {
@@ -110,6 +118,10 @@ impl Error {
                 tokens: *tokens,
                 max_new_tokens: *max_new_tokens,
                 context: *context,
+            },
+            E::KvMemory { needed, limit } => E::KvMemory {
+                needed: *needed,
+                limit: *limit,
             },
             E::Download { repo, reason } => E::Download {
                 repo: repo.clone(),
@@ -240,6 +252,7 @@ impl Error {
             E::Tokenizer(_) => K::Tokenizer,
             E::InvalidRequest(_) => K::InvalidRequest,
             E::PromptTooLong { .. } => K::PromptTooLong,
+            E::KvMemory { .. } => K::TooLarge,
             E::Download { .. } => K::Download,
             E::Device(_) => K::Device,
             #[cfg(feature = "video")]
@@ -287,6 +300,14 @@ mod kind_tests {
                     context: 4096,
                 },
                 ErrorKind::PromptTooLong,
+                true,
+            ),
+            (
+                Error::KvMemory {
+                    needed: 10,
+                    limit: 5,
+                },
+                ErrorKind::TooLarge,
                 true,
             ),
             (

@@ -135,6 +135,10 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+    /// Whether `other` is a clone of this token (the same flag).
+    pub fn same(&self, other: &CancelToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Picks next tokens from logits by [`GenerationParams`]; remembers the ids seen for the
@@ -389,7 +393,7 @@ pub struct OutputStep {
 #[derive(Debug)]
 pub struct OutputText<'a> {
     decoder: TokenDecoder<'a>,
-    stop: &'a [String],
+    stop: Vec<String>,
     /// The decoded text so far (cut at the stop string once one is found).
     text: String,
     /// Bytes of `text` already streamed.
@@ -399,10 +403,10 @@ pub struct OutputText<'a> {
 
 impl<'a> OutputText<'a> {
     /// Output decoded with `tokenizer`, ending at the first of `stop`.
-    pub fn new(tokenizer: &'a Tokenizer, stop: &'a [String]) -> Self {
+    pub fn new(tokenizer: &'a Tokenizer, stop: &[String]) -> Self {
         Self {
             decoder: TokenDecoder::new(tokenizer),
-            stop,
+            stop: stop.to_vec(),
             text: String::new(),
             emitted: 0,
             stopped: false,

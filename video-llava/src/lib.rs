@@ -8,12 +8,15 @@
 //! - [`prompt`]: tokenizer, USER/ASSISTANT template, placeholder expansion.
 //! - [`generation`]: sampling parameters, logits processing, incremental detokenizing, stop conditions.
 //! - [`pipeline`]: the typed API, [`VideoLlava`].
+//! - [`batch`]: several generations decoded together, one forward pass per step.
 //! - [`conversation`]: many questions about one video from one cached KV prefix, [`Conversation`].
+//! - [`prefix_cache`]: conversations kept for requests about the same media, [`PrefixCache`].
 //! - [`quantize`]: which weights are quantized to which GGUF block type; saving GGUF models.
 //! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
 
 #[cfg(feature = "video")]
 pub mod analyze;
+pub mod batch;
 pub mod config;
 pub mod conversation;
 pub mod device;
@@ -24,6 +27,7 @@ pub mod generation;
 pub mod hub;
 pub mod model;
 pub mod pipeline;
+pub mod prefix_cache;
 pub mod preprocess;
 pub mod prompt;
 pub mod quantize;
@@ -31,6 +35,7 @@ pub mod weights;
 
 #[cfg(feature = "video")]
 pub use analyze::{Analysis, AnalyzerOptions, VideoAnalyzer};
+pub use batch::{BatchOptions, BatchRequest, MAX_BATCH};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
 pub use conversation::Conversation;
@@ -42,5 +47,6 @@ pub use generation::{CancelToken, GenerationParams, StopReason};
 pub use pipeline::{
     Generation, ImageInput, LoadOptions, Request, TextStream, Timings, VideoInput, VideoLlava,
 };
+pub use prefix_cache::{PrefixCache, PrefixCacheStats};
 pub use prompt::PromptTokenizer;
 pub use quantize::{Quantization, QuantizeOptions};

@@ -628,27 +628,80 @@ impl VideoLlava {
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation> {
         params.validate()?;
-        request.validate()?;
-        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
-        let mut timings = Timings::default();
+        let mut ready = match self.prefill(request, params, cancel)? {
+            Prefill::Ready(ready) => ready,
+            Prefill::Cancelled(generation) => return Ok(generation),
+        };
+        let start = Instant::now();
+        let decoded = self.decode_loop(
+            &ready.ids,
+            &mut ready.cache,
+            ready.logits,
+            params,
+            cancel,
+            on_piece,
+        )?;
+        ready.timings.decode = start.elapsed();
+        Ok(decoded.into_generation(ready.ids.len(), 0, ready.timings))
+    }
 
+    /// Everything of [`VideoLlava::generate`] before the first token: media, prompt, vision and
+    /// prefill into a cache with room for `max_new_tokens` (the params are validated by the
+    /// caller). A cancel seen between the stages ends it with an empty generation.
+    pub(crate) fn prefill(
+        &self,
+        request: &Request,
+        params: &GenerationParams,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Prefill> {
+        let prepared = self.prepare(request, params)?;
+        self.prefill_prepared(prepared, cancel)
+    }
+
+    /// The first stage of [`VideoLlava::prefill`]: the media preprocessed and the prompt
+    /// tokenized and checked against the context (nothing of the language model has run).
+    pub(crate) fn prepare(&self, request: &Request, params: &GenerationParams) -> Result<Prepared> {
+        request.validate()?;
+        let mut timings = Timings::default();
         let start = Instant::now();
         let pixels = self.request_pixels(request)?;
         timings.preprocess = start.elapsed();
-
         let prompt = request.prompt_text();
         let ids =
             self.inner
                 .tokenizer
                 .encode(&prompt, pixels.num_images()?, pixels.num_frames()?)?;
         self.check_context(ids.len(), params.max_new_tokens)?;
-        let finished_early = |timings| Generation {
-            text: String::new(),
-            token_ids: Vec::new(),
-            prompt_tokens: ids.len(),
-            cached_tokens: 0,
-            stop_reason: StopReason::Cancelled,
+        Ok(Prepared {
+            positions: ids.len() + params.max_new_tokens,
+            ids,
+            pixels,
             timings,
+        })
+    }
+
+    /// The second stage: vision towers and prefill.
+    pub(crate) fn prefill_prepared(
+        &self,
+        prepared: Prepared,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Prefill> {
+        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
+        let Prepared {
+            ids,
+            pixels,
+            mut timings,
+            positions,
+        } = prepared;
+        let finished_early = |timings| {
+            Prefill::Cancelled(Generation {
+                text: String::new(),
+                token_ids: Vec::new(),
+                prompt_tokens: ids.len(),
+                cached_tokens: 0,
+                stop_reason: StopReason::Cancelled,
+                timings,
+            })
         };
         if cancelled() {
             return Ok(finished_early(timings));
@@ -657,21 +710,24 @@ impl VideoLlava {
         let model = &self.inner.model;
         let start = Instant::now();
         let embeds = self.embeddings(&ids, pixels.video.as_ref(), pixels.images.as_ref())?;
+        drop(pixels);
         timings.vision = start.elapsed();
         if cancelled() {
             return Ok(finished_early(timings));
         }
 
         let start = Instant::now();
-        let mut cache = model.new_cache(ids.len() + params.max_new_tokens)?;
+        let mut cache = model.new_cache(positions)?;
         let logits = model.forward_embeds(&embeds, &mut cache)?;
         drop(embeds);
         timings.prefill = start.elapsed();
-
-        let start = Instant::now();
-        let decoded = self.decode_loop(&ids, &mut cache, logits, params, cancel, on_piece)?;
-        timings.decode = start.elapsed();
-        Ok(decoded.into_generation(ids.len(), 0, timings))
+        Ok(Prefill::Ready(Prefilled {
+            ids,
+            cached: 0,
+            cache,
+            logits,
+            timings,
+        }))
     }
 
     /// The decode loop every generation shares. `logits` are the prompt's last position (the
@@ -686,49 +742,30 @@ impl VideoLlava {
         cancel: Option<&CancelToken>,
         on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Decoded> {
-        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
         let model = &self.inner.model;
+        let mut sequence = self.sequence(prompt_ids, params)?;
+        while let Some(next) = sequence.step(&logits, cancel, on_piece)? {
+            logits = model.forward_tokens(&[next], cache)?;
+        }
+        sequence.finish(on_piece)
+    }
+
+    /// The decoding state of one answer to `prompt_ids`: what [`VideoLlava::decode_loop`] and
+    /// a batch advance one token at a time.
+    pub(crate) fn sequence(
+        &self,
+        prompt_ids: &[u32],
+        params: &GenerationParams,
+    ) -> Result<Sequence<'_>> {
         let mut processor = LogitsProcessor::new(params)?;
         processor.observe(prompt_ids);
-        let tokenizer = self.inner.tokenizer.tokenizer();
-        let mut output = OutputText::new(tokenizer, &params.stop);
-        let mut token_ids = Vec::new();
-        let stop_reason = loop {
-            if cancelled() {
-                break StopReason::Cancelled;
-            }
-            let mut scores = logits.to_vec1::<f32>()?;
-            let next = processor.sample(&mut scores)?;
-            if self.inner.eos.contains(&next) {
-                break StopReason::Eos;
-            }
-            token_ids.push(next);
-            processor.observe(&[next]);
-            let step = output.push(next)?;
-            if let Some(piece) = step.piece {
-                if on_piece(&piece).is_break() {
-                    break StopReason::Cancelled;
-                }
-            }
-            if step.stopped {
-                break StopReason::StopString;
-            }
-            if token_ids.len() == params.max_new_tokens {
-                break StopReason::MaxTokens;
-            }
-            logits = model.forward_tokens(&[next], cache)?;
-        };
-        if stop_reason != StopReason::StopString {
-            if let Some(piece) = output.finish()? {
-                // Held-back text (an incomplete character, a would-be stop string) goes out
-                // even after a cancel, so the pieces always add up to the returned text.
-                let _ = on_piece(&piece);
-            }
-        }
-        Ok(Decoded {
-            text: output.text().to_string(),
-            token_ids,
-            stop_reason,
+        Ok(Sequence {
+            processor,
+            output: OutputText::new(self.inner.tokenizer.tokenizer(), &params.stop),
+            token_ids: Vec::new(),
+            max_new_tokens: params.max_new_tokens,
+            eos: &self.inner.eos,
+            stop_reason: None,
         })
     }
 
@@ -778,6 +815,108 @@ impl VideoLlava {
                 ControlFlow::Continue(())
             })?;
         Ok(decoded.token_ids)
+    }
+}
+
+/// A prompt in its KV cache, ready for its first token.
+pub(crate) struct Prefilled {
+    /// The prompt, expanded.
+    pub(crate) ids: Vec<u32>,
+    /// Positions taken from a cached prefix rather than computed.
+    pub(crate) cached: usize,
+    /// The prompt's keys and values, with room for the answer.
+    pub(crate) cache: KvCache,
+    /// The last position's logits.
+    pub(crate) logits: Tensor,
+    /// Preprocess, vision and prefill time.
+    pub(crate) timings: Timings,
+}
+
+/// A request's media preprocessed and prompt tokenized, before the language model runs.
+pub(crate) struct Prepared {
+    ids: Vec<u32>,
+    pixels: Pixels,
+    timings: Timings,
+    /// The KV cache positions it needs: the prompt and the answer's `max_new_tokens`.
+    pub(crate) positions: usize,
+}
+
+/// What [`VideoLlava::prefill`] ended with.
+pub(crate) enum Prefill {
+    /// Ready to decode.
+    Ready(Prefilled),
+    /// Cancelled before the prompt was in the cache.
+    Cancelled(Generation),
+}
+
+/// One answer being decoded: sampling, stop conditions and the streamed text.
+pub(crate) struct Sequence<'a> {
+    processor: LogitsProcessor,
+    output: OutputText<'a>,
+    token_ids: Vec<u32>,
+    max_new_tokens: usize,
+    eos: &'a [u32],
+    stop_reason: Option<StopReason>,
+}
+
+impl Sequence<'_> {
+    /// Takes the logits `(vocab,)` after the last token and picks the next: `Some(token)` to
+    /// feed the model, `None` once the answer has ended (cancelled, EOS, a stop string, the
+    /// token limit), when it must not be called again.
+    pub(crate) fn step(
+        &mut self,
+        logits: &Tensor,
+        cancel: Option<&CancelToken>,
+        on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Option<u32>> {
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            return Ok(self.stop(StopReason::Cancelled));
+        }
+        let mut scores = logits.to_vec1::<f32>()?;
+        let next = self.processor.sample(&mut scores)?;
+        if self.eos.contains(&next) {
+            return Ok(self.stop(StopReason::Eos));
+        }
+        self.token_ids.push(next);
+        self.processor.observe(&[next]);
+        let step = self.output.push(next)?;
+        if let Some(piece) = step.piece {
+            if on_piece(&piece).is_break() {
+                return Ok(self.stop(StopReason::Cancelled));
+            }
+        }
+        if step.stopped {
+            return Ok(self.stop(StopReason::StopString));
+        }
+        if self.token_ids.len() == self.max_new_tokens {
+            return Ok(self.stop(StopReason::MaxTokens));
+        }
+        Ok(Some(next))
+    }
+
+    fn stop(&mut self, reason: StopReason) -> Option<u32> {
+        self.stop_reason = Some(reason);
+        None
+    }
+
+    /// Flushes held-back text and returns the answer.
+    pub(crate) fn finish(
+        mut self,
+        on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Decoded> {
+        let stop_reason = self.stop_reason.unwrap_or(StopReason::Cancelled);
+        if stop_reason != StopReason::StopString {
+            if let Some(piece) = self.output.finish()? {
+                // Held-back text (an incomplete character, a would-be stop string) goes out
+                // even after a cancel, so the pieces always add up to the returned text.
+                let _ = on_piece(&piece);
+            }
+        }
+        Ok(Decoded {
+            text: self.output.text().to_string(),
+            token_ids: self.token_ids,
+            stop_reason,
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::matvec::matvec;
+use super::matvec::{matvec, matvec_rows};
 use crate::weights::{Scope, WeightTensor};
 use crate::Result;
 
@@ -71,6 +71,20 @@ impl Linear {
                     None => Ok(out),
                 }
             }
+        }
+    }
+
+    /// [`Linear::forward`] for one row per sequence of a batched decode step (up to
+    /// [`super::matvec::MAX_ROWS`]): each row comes out as `forward` gives it alone, the weights
+    /// read once for all of them. Dense f32 weights on the CPU take the many-row matvec; the
+    /// quantized kernels treat rows independently already; anything else is candle's matmul.
+    pub(crate) fn forward_rows(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Dense(linear) => match matvec_rows(xs, linear.weight(), linear.bias())? {
+                Some(out) => Ok(out),
+                None => linear.forward(xs),
+            },
+            Linear::Quantized { .. } => self.forward(xs),
         }
     }
 

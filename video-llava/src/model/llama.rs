@@ -265,6 +265,108 @@ impl Llama {
         Ok(logits.reshape(self.cfg.vocab_size)?.to_dtype(DType::F32)?)
     }
 
+    /// One decode step of several sequences: `ids[i]` goes in at position `caches[i].len()` of
+    /// its own cache. The weight products run once for every row, each row computed as a single
+    /// step computes it; attention runs per sequence against its own cache (lengths differ, no
+    /// padding). Returns each sequence's logits `(vocab,)` in f32.
+    pub(crate) fn forward_batch(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Tensor>> {
+        let b = ids.len();
+        if b == 0 || caches.len() != b {
+            return Err(Error::InvalidRequest(format!(
+                "a batch step takes one token per cache: {b} tokens, {} caches",
+                caches.len()
+            )));
+        }
+        for cache in caches.iter() {
+            if cache.layers.len() != self.layers.len() {
+                return Err(Error::InvalidRequest(
+                    "the KV cache was made for another model".into(),
+                ));
+            }
+            if cache.len + 1 > cache.capacity {
+                return Err(Error::InvalidRequest(format!(
+                    "one more position does not fit the KV cache ({} of {} used)",
+                    cache.len, cache.capacity
+                )));
+            }
+        }
+        let d = self.cfg.hidden_size;
+        let offsets: Vec<usize> = caches.iter().map(|c| c.len).collect();
+        let rope = offsets
+            .iter()
+            .map(|&o| Ok((self.cos.narrow(0, o, 1)?, self.sin.narrow(0, o, 1)?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let dtype = self.embed_tokens.dtype();
+        let mut xs = self.embed_ids(ids)?.to_dtype(dtype)?.reshape((b, 1, d))?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let kv: Vec<&(Tensor, Tensor)> = caches.iter().map(|c| &c.layers[l]).collect();
+            xs = self.layer_forward_batch(layer, &xs, &kv, &offsets, &rope)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        let last = xs.reshape((b, d))?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        let logits = self.lm_head.forward_rows(&last)?;
+        (0..b)
+            .map(|i| Ok(logits.get(i)?.to_dtype(DType::F32)?))
+            .collect()
+    }
+
+    /// [`Llama::layer_forward`] for `xs` `(B, 1, hidden)`, row `i` at `offsets[i]` of `kv[i]`.
+    fn layer_forward_batch(
+        &self,
+        layer: &DecoderLayer,
+        xs: &Tensor,
+        kv: &[&(Tensor, Tensor)],
+        offsets: &[usize],
+        rope: &[(Tensor, Tensor)],
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (h, kvh, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let eps = cfg.rms_norm_eps as f32;
+        let normed = candle_nn::ops::rms_norm(xs, &layer.input_layernorm, eps)?;
+        let qkv = layer.qkv.forward_rows(&normed)?;
+        let mut attns = Vec::with_capacity(kv.len());
+        for (i, ((k_cache, v_cache), (cos, sin))) in
+            kv.iter().map(|p| (&p.0, &p.1)).zip(rope).enumerate()
+        {
+            let qkv = qkv
+                .narrow(0, i, 1)?
+                .reshape((1, 1, h + 2 * kvh, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let q = candle_nn::rotary_emb::rope(&qkv.narrow(1, 0, h)?, cos, sin)?;
+            let k = candle_nn::rotary_emb::rope(&qkv.narrow(1, h, kvh)?, cos, sin)?;
+            let v = qkv.narrow(1, h + kvh, kvh)?;
+            k_cache.slice_set(&k, 2, offsets[i])?;
+            v_cache.slice_set(&v, 2, offsets[i])?;
+            attns.push(causal_attention(&q, k_cache, v_cache, offsets[i])?);
+        }
+        let attn = Tensor::cat(&attns, 0)?;
+        let xs = (xs + layer.o_proj.forward_rows(&attn)?)?;
+        let normed = candle_nn::ops::rms_norm(&xs, &layer.post_attention_layernorm, eps)?;
+        let gated = gated(cfg.hidden_act, &layer.gate_up.forward_rows(&normed)?)?;
+        xs + layer.down_proj.forward_rows(&gated)?
+    }
+
+    /// Bytes one position takes in a KV cache (keys and values of every layer).
+    pub(crate) fn kv_bytes_per_position(&self) -> usize {
+        self.layers.len()
+            * 2
+            * self.cfg.num_key_value_heads
+            * self.cfg.head_dim
+            * self.embed_tokens.dtype().size_in_bytes()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn layer_forward(
         &self,

@@ -9,6 +9,10 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 /// Below this many weights one thread streams them faster than threads start.
 const PARALLEL_MIN: usize = 1 << 18;
 
+/// The most activation rows [`matvec_rows`] takes (a decode step of a batch): each weight row is
+/// read from memory once and multiplied by every activation row while it is in cache.
+pub(crate) const MAX_ROWS: usize = 16;
+
 /// `xs @ weight^T (+ bias)` for `xs` `(.., in)` holding one row and `weight` `(out, in)`, both
 /// contiguous f32 on the CPU; `None` for anything else (the caller uses candle's matmul).
 pub(crate) fn matvec(
@@ -16,10 +20,33 @@ pub(crate) fn matvec(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
+    product(xs, weight, bias, 1)
+}
+
+/// [`matvec`] for up to [`MAX_ROWS`] rows: each row's result is bit for bit the one `matvec`
+/// gives for that row alone (the same dot products in the same order), so a batched decode
+/// step computes exactly what single steps do.
+pub(crate) fn matvec_rows(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Option<Tensor>> {
+    product(xs, weight, bias, MAX_ROWS)
+}
+
+fn product(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    max_rows: usize,
+) -> candle_core::Result<Option<Tensor>> {
     let (out_dim, in_dim) = weight.dims2()?;
     let usable = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
-    if xs.elem_count() != in_dim
+    let rows = xs.elem_count() / in_dim.max(1);
+    if in_dim == 0
         || xs.dim(D::Minus1)? != in_dim
+        || rows == 0
+        || rows > max_rows
         || !usable(xs)
         || !usable(weight)
         || !weight.is_contiguous()
@@ -35,27 +62,38 @@ pub(crate) fn matvec(
     };
     let start = layout.start_offset();
     let w = &data[start..start + out_dim * in_dim];
-    let mut out = match bias {
-        Some(b) => b.to_vec1::<f32>()?,
-        None => vec![0f32; out_dim],
-    };
-    let rows = |first: usize, dst: &mut [f32]| {
-        for (o, y) in dst.iter_mut().enumerate() {
+    let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+    // Laid out (out, rows): each weight row's results side by side.
+    let mut out = vec![0f32; out_dim * rows];
+    let outputs = |first: usize, dst: &mut [f32]| {
+        for (o, ys) in dst.chunks_mut(rows).enumerate() {
             let row = &w[(first + o) * in_dim..(first + o + 1) * in_dim];
-            *y += dot(row, &x);
+            let b = bias.as_ref().map_or(0.0, |b| b[first + o]);
+            for (r, y) in ys.iter_mut().enumerate() {
+                *y = b + dot(row, &x[r * in_dim..(r + 1) * in_dim]);
+            }
         }
     };
     let threads = candle_core::utils::get_num_threads().clamp(1, out_dim.max(1));
     if threads == 1 || out_dim * in_dim < PARALLEL_MIN {
-        rows(0, &mut out);
+        outputs(0, &mut out);
     } else {
         let per = out_dim.div_ceil(threads);
-        let rows = &rows;
+        let outputs = &outputs;
         std::thread::scope(|s| {
-            for (i, part) in out.chunks_mut(per).enumerate() {
-                s.spawn(move || rows(i * per, part));
+            for (i, part) in out.chunks_mut(per * rows).enumerate() {
+                s.spawn(move || outputs(i * per, part));
             }
         });
+    }
+    if rows > 1 {
+        let mut by_row = vec![0f32; out.len()];
+        for (o, ys) in out.chunks(rows).enumerate() {
+            for (r, y) in ys.iter().enumerate() {
+                by_row[r * out_dim + o] = *y;
+            }
+        }
+        out = by_row;
     }
     let mut dims = xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
@@ -115,6 +153,30 @@ mod tests {
         let w = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
         let x = Tensor::randn(0f32, 1.0, (1, 2, 8), &dev)?;
         assert!(matvec(&x, &w, None)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn rows_are_each_the_single_row_product_bit_for_bit() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        for (out_dim, rows) in [(1000, 4), (7, 3), (1000, MAX_ROWS)] {
+            let w = Tensor::randn(0f32, 1.0, (out_dim, 1030), &dev)?;
+            let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
+            let x = Tensor::randn(0f32, 1.0, (rows, 1, 1030), &dev)?;
+            let got = matvec_rows(&x, &w, Some(&b))?.expect("few rows take the kernel");
+            assert_eq!(got.dims(), &[rows, 1, out_dim]);
+            for r in 0..rows {
+                let alone = matvec(&x.get(r)?, &w, Some(&b))?.unwrap();
+                let (a, b) = (got.get(r)?.flatten_all()?, alone.flatten_all()?);
+                assert_eq!(a.to_vec1::<f32>()?, b.to_vec1::<f32>()?, "row {r}");
+            }
+        }
+        let w = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (MAX_ROWS + 1, 8), &dev)?;
+        assert!(
+            matvec_rows(&x, &w, None)?.is_none(),
+            "more rows: the GEMM's job"
+        );
         Ok(())
     }
 }

@@ -10,6 +10,9 @@ mod fused;
 mod layers;
 mod llama;
 mod matvec;
+
+/// The most rows a batched decode step multiplies at once (one per sequence).
+pub(crate) const MAX_BATCH_ROWS: usize = matvec::MAX_ROWS;
 mod merge;
 mod projector;
 mod qmatmul;
@@ -232,6 +235,17 @@ impl VideoLlavaModel {
         }
         let embeds = self.llama.embed_ids(ids)?.unsqueeze(0)?;
         self.llama.forward(&embeds, cache)
+    }
+
+    /// One decode step of several sequences, `ids[i]` fed through `caches[i]`; each one's
+    /// logits `(vocab,)` as f32, the same [`VideoLlavaModel::forward_tokens`] gives it alone.
+    pub fn forward_batch(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Vec<Tensor>> {
+        self.llama.forward_batch(ids, caches)
+    }
+
+    /// Bytes one position takes in a KV cache.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.llama.kv_bytes_per_position()
     }
 
     /// The text model's vocabulary size (rows of the logits).

@@ -18,8 +18,10 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
 /// From this many activation rows on, dequantized tiles into the f32 GEMM beat the 8-bit dot
-/// products (measured on the mid-size bench model: prefill and vision take that path).
-const GEMM_MIN_ROWS: usize = 16;
+/// products (measured on the mid-size bench model: prefill and vision take that path). Above
+/// a batched decode step's rows ([`super::matvec::MAX_ROWS`]), whose rows must each come out as
+/// they do alone.
+const GEMM_MIN_ROWS: usize = super::matvec::MAX_ROWS + 1;
 
 /// Weight rows dequantized at once on the GEMM path.
 const TILE_ROWS: usize = 256;
