@@ -50,9 +50,15 @@ pub struct AnalyzeArgs {
     /// Video files, folders (searched recursively for video files) or glob patterns.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
-    /// The question asked about each video.
-    #[arg(long, default_value = "Describe what happens in this video.")]
-    pub question: String,
+    /// The question asked about each video. Give it several times to ask several: each video's
+    /// frames, vision towers and prompt prefix are computed once and every question is answered
+    /// from that cache (the same answers as asking one at a time, for a fraction of the time).
+    #[arg(
+        long = "question",
+        value_name = "TEXT",
+        default_value = video_llava::analyze::DEFAULT_QUESTION
+    )]
+    pub questions: Vec<String>,
     /// A local model directory or a Hugging Face Hub repo id (downloaded once into the HF cache;
     /// HF_HOME, HF_HUB_OFFLINE and HF_HUB_DISABLE_PROGRESS_BARS are honoured).
     #[arg(
@@ -79,13 +85,14 @@ pub struct AnalyzeArgs {
     /// Write each video's thumbnail to DIR/<file stem>.jpg (a later video with the same stem replaces it).
     #[arg(long, value_name = "DIR")]
     pub thumbnails: Option<PathBuf>,
-    /// Print one JSON document (for a single video) instead of streaming text.
+    /// Print one JSON document (for a single video; an array of them, one per question, when
+    /// several --question are given) instead of streaming text.
     #[arg(long)]
     pub json: bool,
-    /// Append one JSON line per video to FILE; a rerun with the same question, model and frame
-    /// count skips the videos answered there and the bad inputs unchanged since (same size and
-    /// mtime), retries the rest, and keeps one record per video, so an interrupted batch
-    /// resumes where it stopped.
+    /// Append one JSON line per video and question to FILE; a rerun with the same question,
+    /// model and frame count skips the videos answered there and the bad inputs unchanged since
+    /// (same size and mtime), retries the rest, and keeps one record per video and question, so
+    /// an interrupted batch resumes where it stopped (asking each video only what is missing).
     #[arg(long, value_name = "FILE")]
     pub jsonl: Option<PathBuf>,
 }
@@ -128,6 +135,22 @@ pub struct ServeArgs {
     /// Requests waiting for the model beyond the one it runs; more get 429.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_queue: u32,
+    /// Generations decoded together, one forward pass per token for all of them (continuous
+    /// batching: a request that arrives while others decode joins them after its prefill).
+    /// 1 runs them one at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=video_llava::MAX_BATCH as i64))]
+    pub max_batch: u16,
+    /// MiB the running generations' KV caches may take together (each holds its prompt and
+    /// max_tokens); a request that does not fit waits for others to finish, one that does not
+    /// fit alone is refused (400, code too_large). 0: no bound.
+    #[arg(long, default_value_t = 4096, value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub max_kv_mb: u64,
+    /// MiB of video prefixes kept for repeated questions about the same video or images (the
+    /// keys and values of the vision tokens and the prompt before the question, keyed by a hash
+    /// of the decoded frames): a later question skips the vision towers and that prefill. The
+    /// least recently used prefix goes first; 0 keeps none.
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub prefix_cache_mb: u64,
     /// Seconds a request may wait and run in all; then it ends with a timeout error (504).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout: u64,

@@ -2,7 +2,8 @@
 //! next run so videos already answered are skipped.
 //!
 //! A record answers one video for one run key (question, model, frame count): a rerun with
-//! another question or model analyzes every video again. A video that failed as bad input is
+//! another question or model analyzes every video again, and a run asking several questions
+//! answers, for each video, the ones not yet recorded. A video that failed as bad input is
 //! skipped while the file is unchanged (same size and modification time) and retried once it
 //! changes; an internal failure is retried. Records a rerun replaces (the failures it retries,
 //! duplicates) are dropped from the file when it is opened, by writing the kept lines to a new
@@ -53,7 +54,7 @@ enum Recorded {
 pub struct JsonlLog {
     path: PathBuf,
     file: File,
-    recorded: HashMap<PathBuf, Recorded>,
+    recorded: HashMap<(PathBuf, RunKey), Recorded>,
 }
 
 /// The run key a record was written under; `None` for records of other shapes.
@@ -70,9 +71,10 @@ fn record_key(value: &serde_json::Value) -> Option<RunKey> {
 }
 
 impl JsonlLog {
-    /// Opens (creating) the log at `path` and reads what it records for `key`. Unparseable
-    /// lines are kept as they are, except a last line cut short by a crash, which is dropped.
-    pub fn open(path: &Path, key: &RunKey) -> Result<Self, Failure> {
+    /// Opens (creating) the log at `path` and reads what it records for `keys` (this run's
+    /// questions). Unparseable lines are kept as they are, except a last line cut short by a
+    /// crash, which is dropped.
+    pub fn open(path: &Path, keys: &[RunKey]) -> Result<Self, Failure> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Failure::io(parent, &e))?;
         }
@@ -90,8 +92,8 @@ impl JsonlLog {
         if torn {
             lines.pop();
         }
-        // The last word on each video under this key, and the line that said it.
-        let mut recorded: HashMap<PathBuf, (usize, Recorded)> = HashMap::new();
+        // The last word on each video under each key, and the line that said it.
+        let mut recorded: HashMap<(PathBuf, RunKey), (usize, Recorded)> = HashMap::new();
         let mut superseded = vec![false; lines.len()];
         for (i, line) in lines.iter().enumerate() {
             let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -100,10 +102,10 @@ impl JsonlLog {
             let Some(video) = value.get("path").and_then(|p| p.as_str()) else {
                 continue;
             };
-            if record_key(&value).as_ref() != Some(key) {
+            let Some(key) = record_key(&value).filter(|k| keys.contains(k)) else {
                 continue;
-            }
-            let video = identity(Path::new(video));
+            };
+            let video = (identity(Path::new(video)), key);
             let said = match value.get("error") {
                 None => Some(Recorded::Answered),
                 Some(_) if value.get("error_kind").and_then(|k| k.as_str()) == Some("input") => {
@@ -130,7 +132,7 @@ impl JsonlLog {
         }
         // A bad-input record of a file that changed since goes too: the file is retried. (One
         // whose file is gone stays: there is nothing to retry.)
-        for (video, (i, said)) in &recorded {
+        for ((video, _), (i, said)) in &recorded {
             if let Recorded::BadInput(stamp) = said {
                 let now = file_stamp(video);
                 if stamp.is_none() || (now.is_some() && *stamp != now) {
@@ -138,7 +140,7 @@ impl JsonlLog {
                 }
             }
         }
-        let recorded: HashMap<PathBuf, Recorded> = recorded
+        let recorded: HashMap<(PathBuf, RunKey), Recorded> = recorded
             .into_iter()
             .filter(|(_, (i, _))| !superseded[*i])
             .map(|(v, (_, r))| (v, r))
@@ -166,13 +168,12 @@ impl JsonlLog {
         })
     }
 
-    /// Whether `video` needs no work this run: answered under this key, or bad input and
-    /// unchanged since.
-    pub fn is_done(&self, video: &Path) -> bool {
-        self.recorded.contains_key(&identity(video))
+    /// Whether `video` needs no work under `key`: answered, or bad input and unchanged since.
+    pub fn is_done(&self, video: &Path, key: &RunKey) -> bool {
+        self.recorded.contains_key(&(identity(video), key.clone()))
     }
 
-    /// Appends `record` as one line and flushes it, so a crash loses at most the video in flight.
+    /// Appends `record` as one line and flushes it, so a crash loses at most the answer in flight.
     pub fn append<T: Serialize>(&mut self, record: &T) -> Result<(), Failure> {
         let mut line = serde_json::to_string(record)
             .map_err(|e| Failure::internal(self.path.display().to_string(), e.to_string()))?;
@@ -245,11 +246,11 @@ mod tests {
         ];
         let text = format!("{}\n{{\"path\":\"e.mp", lines.join("\n"));
         std::fs::write(&log_path, text).unwrap();
-        let mut log = JsonlLog::open(&log_path, &key("q")).unwrap();
-        assert!(log.is_done(&a));
-        assert!(!log.is_done(&b));
-        assert!(log.is_done(&c));
-        assert!(!log.is_done(&d));
+        let mut log = JsonlLog::open(&log_path, &[key("q")]).unwrap();
+        assert!(log.is_done(&a, &key("q")));
+        assert!(!log.is_done(&b, &key("q")));
+        assert!(log.is_done(&c, &key("q")));
+        assert!(!log.is_done(&d, &key("q")));
         let kept = std::fs::read_to_string(&log_path).unwrap();
         let expect = [&lines[0], &lines[2], &lines[3], &lines[5]];
         assert_eq!(kept.lines().collect::<Vec<_>>(), expect, "{kept}");
@@ -262,12 +263,37 @@ mod tests {
 
         // c changes: its bad-input record goes and it is retried; nothing else changes.
         std::fs::write(&c, b"a longer file").unwrap();
-        let log = JsonlLog::open(&log_path, &key("q")).unwrap();
-        assert!(!log.is_done(&c));
+        let log = JsonlLog::open(&log_path, &[key("q")]).unwrap();
+        assert!(!log.is_done(&c, &key("q")));
         let kept = std::fs::read_to_string(&log_path).unwrap();
         assert!(!kept.contains("c.mp4"), "{kept}");
         // Under the other question, only b is answered.
-        let other = JsonlLog::open(&log_path, &key("another question")).unwrap();
-        assert!(other.is_done(&b) && !other.is_done(&a));
+        let other = JsonlLog::open(&log_path, &[key("another question")]).unwrap();
+        assert!(
+            other.is_done(&b, &key("another question"))
+                && !other.is_done(&a, &key("another question"))
+        );
+    }
+
+    #[test]
+    fn several_questions_are_recorded_and_resumed_one_by_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let [a, b] = ["a", "b"].map(|n| tmp.path().join(format!("{n}.mp4")));
+        let log_path = tmp.path().join("log.jsonl");
+        let lines = [
+            answer(&a, "q"),
+            answer(&a, "r"),
+            answer(&b, "r"),
+            answer(&b, "s"),
+        ];
+        std::fs::write(&log_path, format!("{}\n", lines.join("\n"))).unwrap();
+        let keys = [key("q"), key("r")];
+        let log = JsonlLog::open(&log_path, &keys).unwrap();
+        assert!(log.is_done(&a, &keys[0]) && log.is_done(&a, &keys[1]));
+        assert!(!log.is_done(&b, &keys[0]) && log.is_done(&b, &keys[1]));
+        assert!(!log.is_done(&b, &key("s")), "not one of this run's keys");
+        // Nothing was superseded: every line stays.
+        let kept = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(kept.lines().count(), 4, "{kept}");
     }
 }

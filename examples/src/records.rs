@@ -161,6 +161,8 @@ pub struct AnalysisRecord<'a> {
     pub answer: &'a str,
     /// Prompt tokens, placeholders expanded.
     pub prompt_tokens: usize,
+    /// Of those, the ones taken from the video's cached prefix (several `--question`s).
+    pub cached_tokens: usize,
     /// Tokens generated.
     pub generated_tokens: usize,
     /// `eos`, `stop_string`, `max_tokens` or `cancelled`.
@@ -189,6 +191,7 @@ impl<'a> AnalysisRecord<'a> {
             frames: key.frames,
             answer: &analysis.answer,
             prompt_tokens: analysis.prompt_tokens,
+            cached_tokens: analysis.cached_tokens,
             generated_tokens: analysis.generated_tokens,
             stop_reason: analysis.stop_reason.as_str(),
             timings: TimingRecord::from(&analysis.timings),

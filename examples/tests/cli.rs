@@ -514,6 +514,123 @@ fn a_folder_batch_records_a_broken_file_goes_on_and_resumes() {
 }
 
 #[test]
+fn several_questions_are_answered_from_one_prefix_recorded_and_resumed_each() {
+    let model = tiny_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let (q1, q2, q3) = ("What is it?", "Give it a title.", "Is it raining?");
+    let common = ["--model", model.as_str(), "--max-new-tokens", "6"];
+    let ask = |video: &Path, questions: &[&str], extra: &[&str]| {
+        let mut args = vec!["analyze", video.to_str().unwrap()];
+        for q in questions {
+            args.extend(["--question", q]);
+        }
+        args.extend(common);
+        args.extend(extra);
+        run(&args)
+    };
+    // --json with several questions: an array, one record per question, in order, each the
+    // answer that question gets alone; all but the first take the video's prefix from the cache.
+    let video = bikes();
+    let out = ask(&video, &[q1, q2, q1], &["--json"]);
+    assert_ok(&out);
+    let records = json(&out);
+    let records = records.as_array().expect("an array");
+    assert_eq!(
+        records.len(),
+        2,
+        "a repeated question is asked once: {records:?}"
+    );
+    for (record, question) in records.iter().zip([q1, q2]) {
+        assert_eq!(record["question"], question);
+        let alone = ask(&video, &[question], &["--json"]);
+        assert_ok(&alone);
+        let alone = json(&alone);
+        assert_eq!(alone["answer"], record["answer"], "{question}");
+        assert_eq!(alone["prompt_tokens"], record["prompt_tokens"]);
+        assert_eq!(alone["cached_tokens"], 0);
+        let cached = record["cached_tokens"].as_u64().unwrap();
+        assert!(cached > 8 * 257, "{record}");
+    }
+    // The video's own work is counted once, with the first answer.
+    assert!(records[0]["timings"]["vision"].as_f64().unwrap() > 0.0);
+    assert_eq!(records[1]["timings"]["vision"].as_f64().unwrap(), 0.0);
+    assert_eq!(records[1]["timings"]["probe"].as_f64().unwrap(), 0.0);
+
+    // Streamed: each answer under its question.
+    let streamed = ask(&video, &[q1, q2], &[]);
+    assert_ok(&streamed);
+    let text = stdout(&streamed);
+    let expect = format!(
+        "Q: {q1}\n{}\n\nQ: {q2}\n{}\n\n",
+        records[0]["answer"].as_str().unwrap(),
+        records[1]["answer"].as_str().unwrap()
+    );
+    assert_eq!(text, expect);
+
+    // --jsonl: one line per video and question; a rerun with one more question asks only it,
+    // and a broken video fails each of its questions with one error line.
+    let dir = tmp.path().join("videos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(bikes(), dir.join("a-bikes.mp4")).unwrap();
+    garbage_video(&dir, "b-broken.mp4");
+    let log = tmp.path().join("log.jsonl");
+    let jsonl = ["--jsonl", log.to_str().unwrap()];
+    let first = ask(&dir, &[q1, q2], &jsonl);
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    let errors = stderr(&first)
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .count();
+    assert_eq!(errors, 1, "{}", stderr(&first));
+    let records = lines(&log);
+    assert_eq!(records.len(), 4, "{records:?}");
+    let answered = |records: &[Value], question: &str| {
+        records
+            .iter()
+            .filter(|r| r["question"] == question && r.get("answer").is_some())
+            .count()
+    };
+    assert_eq!(answered(&records, q1), 1);
+    assert_eq!(answered(&records, q2), 1);
+    let again = ask(&dir, &[q1, q2, q3], &jsonl);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    let records = lines(&log);
+    assert_eq!(
+        records.len(),
+        6,
+        "only the new question is asked: {records:?}"
+    );
+    assert!(
+        records[4..].iter().all(|r| r["question"] == q3),
+        "{records:?}"
+    );
+    let new = records[4..]
+        .iter()
+        .find(|r| r.get("answer").is_some())
+        .expect("the new answer");
+    assert!(
+        new["path"].as_str().unwrap().ends_with("a-bikes.mp4"),
+        "{new}"
+    );
+    // Asked alone, its prompt is computed whole.
+    assert_eq!(new["cached_tokens"], 0);
+    let text = stdout(&again);
+    assert!(
+        text.contains(&format!("Q: {q3}")) && !text.contains(&format!("Q: {q1}")),
+        "{text}"
+    );
+    assert!(
+        stderr(&again).contains("1 of 2 answers given about 2 videos, 1 failed"),
+        "{}",
+        stderr(&again)
+    );
+
+    // An empty question is a usage error before any model loads.
+    let blank = ask(&video, &[q1, " "], &[]);
+    assert_one_line_error(&blank, 2, "--question");
+}
+
+#[test]
 fn missing_files_and_bad_videos_are_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.mp4");

@@ -367,6 +367,8 @@ fn chat_completions_answer_as_the_cli_does_and_refuse_bad_requests() {
         c["usage"]["total_tokens"].as_u64().unwrap(),
         prompt_tokens + 8
     );
+    // The video's first request computes its prefix (and the cache keeps it).
+    assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
 
     // Streaming: role first, then pieces adding up to the same text, finish, usage, [DONE].
     let mut body = chat_body(&model, &url, question, 8);
@@ -396,6 +398,14 @@ fn chat_completions_answer_as_the_cli_does_and_refuse_bad_requests() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 8);
+    // The same video again: its prefix comes from the cache, and the answer is unchanged.
+    let cached = usage["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(cached > 8 * 256 && cached < prompt_tokens, "{usage}");
+    assert_eq!(server.metric("video_llava_prefix_cache_hits_total"), 1.0);
+    assert_eq!(server.metric("video_llava_prefix_cache_misses_total"), 1.0);
+    assert_eq!(server.metric("video_llava_prefix_cache_entries"), 1.0);
     let finish = &chunks[chunks.len() - 2];
     assert_eq!(finish["choices"][0]["finish_reason"], "length");
 
@@ -566,6 +576,38 @@ fn chat_completions_answer_as_the_cli_does_and_refuse_bad_requests() {
     assert!(metrics
         .text
         .contains("video_llava_stage_seconds_total{stage=\"decode\"}"));
+}
+
+#[test]
+fn prefix_cache_off_keeps_nothing_and_answers_the_same() {
+    let question = "What happens in the video?";
+    let expected = cli_answer(&video("vp9.webm"), question, 6);
+    let url = data_url(&video("vp9.webm"), "video/webm");
+    {
+        let server = Server::start(&["--prefix-cache-mb", "0"]);
+        for _ in 0..2 {
+            let r = server.post(
+                "/v1/chat/completions",
+                chat_body(&server.model, &url, question, 6),
+            );
+            let c = r.json();
+            assert_eq!(c["choices"][0]["message"]["content"], expected.as_str());
+            assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+        }
+        assert_eq!(server.metric("video_llava_prefix_cache_entries"), 0.0);
+        assert_eq!(server.metric("video_llava_prefix_cache_hits_total"), 0.0);
+    }
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--model",
+            &tiny_model(),
+            "--prefix-cache-mb",
+            "lots",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
 }
 
 #[test]
@@ -816,7 +858,8 @@ fn long_chat(model: &str, n: u64, stream: bool) -> Value {
 
 #[test]
 fn a_full_queue_is_429_and_a_client_that_leaves_stops_its_generation() {
-    let server = Server::start(&["--max-queue", "1"]);
+    // One at a time: B waits while A runs.
+    let server = Server::start(&["--max-queue", "1", "--max-batch", "1"]);
     let model = server.model.clone();
     // A: a long streaming generation; its first chunk means it runs.
     let a = ureq::post(&server.url("/v1/chat/completions"))
@@ -858,6 +901,47 @@ fn a_full_queue_is_429_and_a_client_that_leaves_stops_its_generation() {
 }
 
 #[test]
+fn requests_that_arrive_together_decode_together_and_answer_as_alone() {
+    let server = Server::start(&["--max-batch", "4"]);
+    let url = server.url("/v1/chat/completions");
+    let body = |i: u64| {
+        json!({"model": server.model, "max_tokens": 600 + 50 * i, "seed": i, "temperature": 0.8,
+               "messages": [{"role": "user", "content": format!("Story {i}: {}", "once ".repeat(i as usize))}]})
+    };
+    let bodies: Vec<Value> = (0..4).map(body).collect();
+    let clients: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|b| {
+            let url = url.clone();
+            std::thread::spawn(move || reply(ureq::post(&url).send_json(b)))
+        })
+        .collect();
+    let mut most = 0.0f64;
+    while !clients.iter().all(|c| c.is_finished()) {
+        most = most.max(server.metric("video_llava_generations_running"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        most >= 2.0,
+        "the requests never ran together: at most {most}"
+    );
+    let together: Vec<Value> = clients
+        .into_iter()
+        .map(|c| c.join().unwrap().json())
+        .collect();
+    // One at a time now: the same answers.
+    for (b, t) in bodies.iter().zip(&together) {
+        let alone = server.post("/v1/chat/completions", b.clone()).json();
+        assert_eq!(
+            alone["choices"][0]["message"]["content"],
+            t["choices"][0]["message"]["content"]
+        );
+        assert_eq!(alone["usage"], t["usage"]);
+    }
+}
+
+#[test]
 fn a_request_past_its_deadline_is_504() {
     // The deadline counts from arrival: a media host that never answers in time runs it out.
     let (base, host) = media_host(2);
@@ -880,7 +964,15 @@ fn a_request_past_its_deadline_is_504() {
 
 #[test]
 fn a_stream_that_waits_long_starts_and_reports_a_later_error_in_the_stream() {
-    let server = Server::start(&["--stream-start-timeout", "1", "--max-queue", "4"]);
+    // One at a time, so B and C wait for A.
+    let server = Server::start(&[
+        "--stream-start-timeout",
+        "1",
+        "--max-queue",
+        "4",
+        "--max-batch",
+        "1",
+    ]);
     let url = server.url("/v1/chat/completions");
     // A: 3,000 tokens keep the model busy for seconds.
     let a_url = url.clone();

@@ -21,12 +21,23 @@ use crate::records::{AnalysisRecord, ErrorRecord};
 
 /// What a `--jsonl` record answers: a rerun with another question, model or frame count
 /// analyzes the videos again.
-fn run_key(args: &AnalyzeArgs) -> RunKey {
+fn run_key(args: &AnalyzeArgs, question: &str) -> RunKey {
     RunKey {
-        question: args.question.clone(),
+        question: question.to_string(),
         model: args.model.clone(),
         frames: u64::from(args.frames),
     }
+}
+
+/// The questions, each once, in the order given.
+fn questions(args: &AnalyzeArgs) -> Vec<String> {
+    let mut questions: Vec<String> = Vec::new();
+    for question in &args.questions {
+        if !questions.contains(question) {
+            questions.push(question.clone());
+        }
+    }
+    questions
 }
 
 /// Runs the batch; see the subcommand's help for the exit status.
@@ -35,15 +46,35 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
     if videos.is_empty() {
         return Err(Failure::input(args.paths.join(" "), "no video files found"));
     }
-    let key = run_key(&args);
+    let questions = questions(&args);
+    if let Some(blank) = questions.iter().find(|q| q.trim().is_empty()) {
+        return Err(Failure::input(
+            "--question",
+            format!("{blank:?} is empty: ask something"),
+        ));
+    }
+    let keys: Vec<RunKey> = questions.iter().map(|q| run_key(&args, q)).collect();
     let mut log = args
         .jsonl
         .as_deref()
-        .map(|p| JsonlLog::open(p, &key))
+        .map(|p| JsonlLog::open(p, &keys))
         .transpose()?;
-    let (todo, skipped): (Vec<PathBuf>, Vec<PathBuf>) = videos
-        .into_iter()
-        .partition(|v| !log.as_ref().is_some_and(|l| l.is_done(v)));
+    // Each video with the questions the log does not answer yet.
+    let mut todo: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut skipped = 0;
+    for video in videos {
+        let pending: Vec<String> = questions
+            .iter()
+            .zip(&keys)
+            .filter(|(_, key)| !log.as_ref().is_some_and(|l| l.is_done(&video, key)))
+            .map(|(q, _)| q.clone())
+            .collect();
+        if pending.is_empty() {
+            skipped += 1;
+        } else {
+            todo.push((video, pending));
+        }
+    }
     if args.json && todo.len() > 1 {
         return Err(Failure::input(
             "--json",
@@ -55,8 +86,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
     }
     if todo.is_empty() {
         eprintln!(
-            "nothing to do: all {} videos are already recorded in {}",
-            skipped.len(),
+            "nothing to do: all {skipped} videos are already recorded in {}",
             args.jsonl
                 .as_deref()
                 .map(Path::display)
@@ -68,14 +98,17 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
 
     let mut report = Report::new(&args, todo.clone(), log.take());
     // Loading a 7B model takes minutes: when no video can be read, say so before that.
-    if todo.iter().all(|v| !v.exists()) {
-        for video in &todo {
-            report.failed(
-                video,
-                Failure::input(video.display().to_string(), "file not found"),
-            );
+    if todo.iter().all(|(v, _)| !v.exists()) {
+        for (index, (video, questions)) in todo.iter().enumerate() {
+            for question in 0..questions.len() {
+                report.failed(
+                    index,
+                    question,
+                    Failure::input(video.display().to_string(), "file not found"),
+                );
+            }
         }
-        return Ok(report.finish(skipped.len()));
+        return Ok(report.finish(skipped));
     }
     if let Some(dir) = &args.thumbnails {
         std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, &e))?;
@@ -83,21 +116,21 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
 
     let analyzer = VideoAnalyzer::new(load_model(&args)?, options(&args));
     let report = RefCell::new(report);
-    analyzer.analyze_many(
+    analyzer.analyze_many_with(
         todo,
-        &mut |index, piece| {
-            report.borrow_mut().piece(index, piece);
+        &mut |index, question, piece| {
+            report.borrow_mut().piece(index, question, piece);
             ControlFlow::Continue(())
         },
         &mut |item| report.borrow_mut().finished(item),
     );
-    Ok(report.into_inner().finish(skipped.len()))
+    Ok(report.into_inner().finish(skipped))
 }
 
 fn options(args: &AnalyzeArgs) -> AnalyzerOptions {
     AnalyzerOptions {
         frames: args.frames as usize,
-        question: args.question.clone(),
+        questions: questions(args),
         params: GenerationParams {
             max_new_tokens: args.max_new_tokens as usize,
             temperature: args.temperature,
@@ -169,14 +202,27 @@ enum Output {
 /// Everything said about the batch: stdout, stderr, the log, the thumbnails.
 struct Report {
     output: Output,
-    videos: Vec<PathBuf>,
+    /// Each video and the questions asked about it in this run.
+    jobs: Vec<(PathBuf, Vec<String>)>,
+    /// Whether several questions are asked: each answer is then headed by its question, and
+    /// `--json` prints an array.
+    several: bool,
+    /// `--json` with several questions: the records, printed together at the end.
+    documents: Vec<serde_json::Value>,
     log: Option<JsonlLog>,
     thumbnails: Option<PathBuf>,
-    /// The question, model and frame count of this run (the model as given to `--model`).
-    key: RunKey,
-    /// The answer so far of the video being generated, and whether its header was printed.
+    /// The model as given to `--model` and the frame count: with a question, a record's key.
+    model: String,
+    frames: u64,
+    /// The answer so far being generated (for the bar), and whether any of it was printed.
     current: String,
-    header_printed: bool,
+    streamed: bool,
+    /// The (video, question) whose answer is being printed, and the video whose header was.
+    answering: Option<(usize, usize)>,
+    header: Option<usize>,
+    /// The last video whose failure was said (an undecodable video fails each of its
+    /// questions with the same error, said once).
+    said: Option<(usize, String)>,
     analyzed: usize,
     input_failures: usize,
     other_failures: usize,
@@ -185,14 +231,16 @@ struct Report {
 }
 
 impl Report {
-    fn new(args: &AnalyzeArgs, videos: Vec<PathBuf>, log: Option<JsonlLog>) -> Self {
+    fn new(args: &AnalyzeArgs, jobs: Vec<(PathBuf, Vec<String>)>, log: Option<JsonlLog>) -> Self {
+        let several = questions(args).len() > 1;
+        let answers: usize = jobs.iter().map(|(_, q)| q.len()).sum();
         let output = if args.json {
             Output::Json
-        } else if videos.len() > 1
+        } else if jobs.len() > 1
             && std::io::stdout().is_terminal()
             && std::io::stderr().is_terminal()
         {
-            let bar = ProgressBar::new(videos.len() as u64);
+            let bar = ProgressBar::new(answers as u64);
             bar.set_style(
                 ProgressStyle::with_template(
                     "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}, ETA {eta}] {wide_msg}",
@@ -203,17 +251,23 @@ impl Report {
             Output::Bar(bar)
         } else {
             Output::Stream {
-                headers: videos.len() > 1,
+                headers: jobs.len() > 1,
             }
         };
         Self {
             output,
-            videos,
+            jobs,
+            several,
+            documents: Vec::new(),
             log,
             thumbnails: args.thumbnails.clone(),
-            key: run_key(args),
+            model: args.model.clone(),
+            frames: u64::from(args.frames),
             current: String::new(),
-            header_printed: false,
+            streamed: false,
+            answering: None,
+            header: None,
+            said: None,
             analyzed: 0,
             input_failures: 0,
             other_failures: 0,
@@ -221,23 +275,48 @@ impl Report {
         }
     }
 
-    fn piece(&mut self, index: usize, piece: &str) {
+    fn key(&self, index: usize, question: usize) -> RunKey {
+        RunKey {
+            question: self.jobs[index].1[question].clone(),
+            model: self.model.clone(),
+            frames: self.frames,
+        }
+    }
+
+    /// Prints the video's header and the question before an answer's first piece.
+    fn begin_answer(&mut self, index: usize, question: usize) {
+        let Output::Stream { headers } = self.output else {
+            return;
+        };
+        if self.answering == Some((index, question)) {
+            return;
+        }
+        self.answering = Some((index, question));
+        let mut out = std::io::stdout().lock();
+        if headers && self.header != Some(index) {
+            let _ = writeln!(out, "==> {} <==", self.jobs[index].0.display());
+            self.header = Some(index);
+        }
+        if self.several {
+            let _ = writeln!(out, "Q: {}", self.jobs[index].1[question]);
+        }
+    }
+
+    fn piece(&mut self, index: usize, question: usize, piece: &str) {
         match &self.output {
             Output::Json => {}
-            Output::Stream { headers } => {
+            Output::Stream { .. } => {
+                self.begin_answer(index, question);
                 let mut out = std::io::stdout().lock();
-                if *headers && !self.header_printed {
-                    let _ = writeln!(out, "==> {} <==", self.videos[index].display());
-                    self.header_printed = true;
-                }
                 let _ = out.write_all(piece.as_bytes());
                 let _ = out.flush();
+                self.streamed = true;
             }
             Output::Bar(bar) => {
                 self.current.push_str(piece);
                 bar.set_message(format!(
                     "{}: {}",
-                    image_files::stem(&self.videos[index]),
+                    image_files::stem(&self.jobs[index].0),
                     tail(&self.current, 80)
                 ));
             }
@@ -245,20 +324,22 @@ impl Report {
     }
 
     fn finished(&mut self, item: BatchItem) -> ControlFlow<()> {
-        let video = self.videos[item.index].clone();
+        let video = self.jobs[item.index].0.clone();
         let outcome = item
             .result
             .map_err(|e| Failure::from_model(video.display().to_string(), &e))
             .and_then(|analysis| {
-                self.save_thumbnail(&video, &analysis)
+                self.save_thumbnail(&video, &analysis, item.question == 0)
                     .map(|t| (analysis, t))
             });
         match outcome {
-            Ok((analysis, thumbnail)) => self.succeeded(&video, &analysis, thumbnail.as_deref()),
-            Err(failure) => self.failed(&video, failure),
+            Ok((analysis, thumbnail)) => {
+                self.succeeded(item.index, item.question, &analysis, thumbnail.as_deref())
+            }
+            Err(failure) => self.failed(item.index, item.question, failure),
         }
         self.current.clear();
-        self.header_printed = false;
+        self.streamed = false;
         if let Output::Bar(bar) = &self.output {
             bar.set_message("");
             bar.inc(1);
@@ -270,10 +351,12 @@ impl Report {
         }
     }
 
+    /// Writes the thumbnail with the video's first answer and names it in every record.
     fn save_thumbnail(
         &self,
         video: &Path,
         analysis: &Analysis,
+        first: bool,
     ) -> Result<Option<PathBuf>, Failure> {
         let Some(dir) = &self.thumbnails else {
             return Ok(None);
@@ -284,37 +367,58 @@ impl Report {
             frame_sampler::ImageFormat::WebP => "webp",
         };
         let path = dir.join(format!("{}.{ext}", image_files::stem(video)));
-        image_files::write_bytes(&path, &analysis.thumbnail.data)?;
+        if first {
+            image_files::write_bytes(&path, &analysis.thumbnail.data)?;
+        }
         Ok(Some(path))
     }
 
-    fn succeeded(&mut self, video: &Path, analysis: &Analysis, thumbnail: Option<&Path>) {
+    /// Prints (or keeps) `record` as `--json` asks: one document, or an array of them.
+    fn document<T: serde::Serialize>(&mut self, record: &T) {
+        if self.several {
+            self.documents
+                .push(serde_json::to_value(record).expect("plain data serializes"));
+        } else {
+            let json = serde_json::to_string_pretty(record).expect("plain data serializes");
+            let _ = writeln!(std::io::stdout(), "{json}");
+        }
+    }
+
+    fn succeeded(
+        &mut self,
+        index: usize,
+        question: usize,
+        analysis: &Analysis,
+        thumbnail: Option<&Path>,
+    ) {
         self.analyzed += 1;
-        let record = AnalysisRecord::new(video, analysis, &self.key, thumbnail);
+        let key = self.key(index, question);
+        let video = self.jobs[index].0.clone();
+        let record = AnalysisRecord::new(&video, analysis, &key, thumbnail);
         match &self.output {
-            Output::Json => {
-                let json = serde_json::to_string_pretty(&record).expect("plain data serializes");
-                let _ = writeln!(std::io::stdout(), "{json}");
-            }
+            Output::Json => {}
             Output::Stream { headers } => {
+                let gap = *headers || self.several;
+                // An empty answer printed nothing yet: its headers come now.
+                self.begin_answer(index, question);
                 let mut out = std::io::stdout().lock();
-                if *headers && !self.header_printed {
-                    let _ = writeln!(out, "==> {} <==", video.display());
-                }
-                // The streamed answer ends without a newline; a blank line separates videos.
+                // The streamed answer ends without a newline; a blank line separates answers.
                 let _ = writeln!(out);
-                if *headers {
+                if gap {
                     let _ = writeln!(out);
                 }
             }
             Output::Bar(bar) => bar.suspend(|| {
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "==> {} <==\n{}\n",
-                    video.display(),
-                    analysis.answer.trim()
-                );
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "==> {} <==", video.display());
+                if self.several {
+                    let _ = writeln!(out, "Q: {}", analysis.question);
+                }
+                let _ = writeln!(out, "{}\n", analysis.answer.trim());
             }),
+        }
+        if matches!(self.output, Output::Json) {
+            self.document(&record);
         }
         if let Some(log) = &mut self.log {
             if let Err(failure) = log.append(&record) {
@@ -323,27 +427,34 @@ impl Report {
         }
     }
 
-    fn failed(&mut self, video: &Path, failure: Failure) {
+    fn failed(&mut self, index: usize, question: usize, failure: Failure) {
         match failure.kind {
             FailureKind::Input => self.input_failures += 1,
             FailureKind::Internal => self.other_failures += 1,
         }
-        let record = ErrorRecord::new(video, &failure, &self.key);
-        let say = || eprintln!("error: {failure}");
+        let key = self.key(index, question);
+        let record = ErrorRecord::new(&self.jobs[index].0, &failure, &key);
+        let message = failure.to_string();
+        let repeated = self.said.as_ref() == Some(&(index, message.clone()));
+        self.said = Some((index, message));
+        let say = || {
+            if !repeated {
+                eprintln!("error: {failure}");
+            }
+        };
         match &self.output {
             Output::Bar(bar) => bar.suspend(say),
-            Output::Json => {
-                say();
-                let json = serde_json::to_string_pretty(&record).expect("plain data serializes");
-                let _ = writeln!(std::io::stdout(), "{json}");
-            }
+            Output::Json => say(),
             Output::Stream { .. } => {
                 // A half-streamed answer is ended before the error line.
-                if !self.current.is_empty() || self.header_printed {
+                if self.streamed {
                     let _ = writeln!(std::io::stdout());
                 }
                 say();
             }
+        }
+        if matches!(self.output, Output::Json) {
+            self.document(&record);
         }
         if let Some(log) = &mut self.log {
             if let Err(failure) = log.append(&record) {
@@ -357,12 +468,25 @@ impl Report {
         if let Output::Bar(bar) = &self.output {
             bar.finish_and_clear();
         }
+        if matches!(self.output, Output::Json) && self.several {
+            let json =
+                serde_json::to_string_pretty(&self.documents).expect("plain data serializes");
+            let _ = writeln!(std::io::stdout(), "{json}");
+        }
         let failed = self.input_failures + self.other_failures;
-        if self.videos.len() > 1 || skipped > 0 {
+        if self.several {
+            let answers: usize = self.jobs.iter().map(|(_, q)| q.len()).sum();
+            eprintln!(
+                "{} of {answers} answers given about {} videos, {failed} failed, {skipped} videos \
+                 skipped (already recorded)",
+                self.analyzed,
+                self.jobs.len(),
+            );
+        } else if self.jobs.len() > 1 || skipped > 0 {
             eprintln!(
                 "{} of {} videos analyzed, {failed} failed, {skipped} skipped (already recorded)",
                 self.analyzed,
-                self.videos.len() + skipped
+                self.jobs.len() + skipped
             );
         }
         if let Some(fatal) = &self.fatal {

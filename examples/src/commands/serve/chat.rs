@@ -433,6 +433,8 @@ fn usage(g: &Generation) -> Value {
         "prompt_tokens": g.prompt_tokens,
         "completion_tokens": g.token_ids.len(),
         "total_tokens": g.prompt_tokens + g.token_ids.len(),
+        // OpenAI's field for prompt tokens served from a cache: here, the video's prefix.
+        "prompt_tokens_details": { "cached_tokens": g.cached_tokens },
     })
 }
 

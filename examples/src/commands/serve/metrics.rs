@@ -192,6 +192,49 @@ pub async fn render(State(state): State<Shared>) -> Response {
         "counter",
         m.prompt_tokens.load(Ordering::Relaxed),
     );
+    if let Some(cache) = state.prefix_cache.get() {
+        let s = cache.stats();
+        for (name, help, kind, value) in [
+            (
+                "video_llava_prefix_cache_bytes",
+                "Bytes of cached video prefixes.",
+                "gauge",
+                s.bytes as u64,
+            ),
+            (
+                "video_llava_prefix_cache_capacity_bytes",
+                "The most bytes of cached prefixes kept (--prefix-cache-mb).",
+                "gauge",
+                s.capacity as u64,
+            ),
+            (
+                "video_llava_prefix_cache_entries",
+                "Video prefixes held.",
+                "gauge",
+                s.entries as u64,
+            ),
+            (
+                "video_llava_prefix_cache_hits_total",
+                "Requests answered from a cached prefix.",
+                "counter",
+                s.hits,
+            ),
+            (
+                "video_llava_prefix_cache_misses_total",
+                "Requests whose media prefix was computed.",
+                "counter",
+                s.misses,
+            ),
+            (
+                "video_llava_prefix_cache_evictions_total",
+                "Prefixes dropped to make room.",
+                "counter",
+                s.evictions,
+            ),
+        ] {
+            gauge(&mut out, name, help, kind, value);
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP video_llava_stage_seconds_total Seconds spent per stage (media decoding, upload probing, preprocess, vision, prefill, decode)."

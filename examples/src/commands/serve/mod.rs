@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use video_llava::analyze::AnalyzerOptions;
-use video_llava::VideoLlava;
+use video_llava::{PrefixCache, VideoLlava};
 
 use crate::cli::ServeArgs;
 use crate::failure::Failure;
@@ -40,6 +40,8 @@ pub struct AppState {
     pub model_id: String,
     /// Set once the model is loaded.
     pub model: OnceLock<VideoLlava>,
+    /// The video prefixes kept for repeated questions (`--prefix-cache-mb`), set with the model.
+    pub prefix_cache: OnceLock<Arc<PrefixCache>>,
     /// The generations waiting for and running on the model.
     pub queue: Arc<queue::Queue>,
     /// Uploads and analyses.
@@ -172,6 +174,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
     let state = Arc::new(AppState {
         model_id: args.model.clone(),
         model: OnceLock::new(),
+        prefix_cache: OnceLock::new(),
         queue: Arc::new(queue::Queue::new(args.max_queue as usize)),
         store,
         metrics: metrics.clone(),
@@ -210,10 +213,21 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
                 let loaded = crate::commands::analyze::load(&args.model, &args.load);
                 match loaded {
                     Ok(model) => {
+                        let bytes = usize::try_from(args.prefix_cache_mb * 1024 * 1024)
+                            .unwrap_or(usize::MAX);
+                        let cache = Arc::new(PrefixCache::new(model.clone(), bytes));
+                        let _ = state.prefix_cache.set(cache.clone());
+                        let batch = video_llava::BatchOptions {
+                            max_batch: usize::from(args.max_batch),
+                            max_kv_bytes: (args.max_kv_mb > 0).then(|| {
+                                usize::try_from(args.max_kv_mb * 1024 * 1024).unwrap_or(usize::MAX)
+                            }),
+                        };
                         queue::start_worker(
-                            model.clone(),
+                            cache,
                             state.queue.clone(),
                             state.metrics.clone(),
+                            batch,
                         );
                         let _ = state.model.set(model);
                         eprintln!("model loaded: {}", state.model_id);

@@ -1,18 +1,23 @@
 //! The model's one worker thread and the bounded queue in front of it.
 //!
-//! Jobs run one at a time in arrival order. Each carries a [`CancelToken`] (set when its client
-//! goes away, its deadline passes or the server stops) that the engine polls before every
-//! token, and a channel its pieces go out on; a job whose receiver is gone stops at its next
-//! piece.
+//! Jobs start in arrival order and run batched: up to `--max-batch` decode together, one
+//! forward pass per token for all of them (the core's continuous batching: a job that arrives
+//! while others decode is prefilled and joins them; a finished one leaves at once). Each carries
+//! a [`CancelToken`] (set when its client goes away, its deadline passes or the server stops)
+//! that the engine polls before every token, and a channel its pieces go out on; a job whose
+//! receiver is gone stops at its next piece.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use video_llava::{CancelToken, Generation, GenerationParams, Request, VideoLlava};
+use video_llava::{
+    BatchOptions, BatchRequest, CancelToken, Generation, GenerationParams, PrefixCache, Request,
+};
 
 use super::metrics::Metrics;
 
@@ -87,11 +92,11 @@ impl Drop for CancelOnDrop {
 
 struct Inner {
     waiting: VecDeque<Job>,
-    running: Option<CancelToken>,
+    running: Vec<CancelToken>,
     closed: bool,
 }
 
-/// The jobs waiting for the model (at most `capacity`) and the one it runs.
+/// The jobs waiting for the model (at most `capacity`) and those it runs.
 pub struct Queue {
     inner: Mutex<Inner>,
     ready: Condvar,
@@ -113,7 +118,7 @@ impl Queue {
         Self {
             inner: Mutex::new(Inner {
                 waiting: VecDeque::new(),
-                running: None,
+                running: Vec::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -142,7 +147,7 @@ impl Queue {
         Ok(())
     }
 
-    /// Jobs waiting (not counting the running one, nor those whose clients left).
+    /// Jobs waiting (not counting the running ones, nor those whose clients left).
     pub fn depth(&self) -> usize {
         let mut inner = self.lock();
         inner.waiting.retain(|j| !j.cancel.is_cancelled());
@@ -154,50 +159,64 @@ impl Queue {
         self.capacity
     }
 
-    /// Refuses new jobs, ends the waiting ones and cancels the running one.
+    /// Refuses new jobs, ends the waiting ones and cancels the running ones.
     pub fn close(&self) {
         let mut inner = self.lock();
         inner.closed = true;
         for job in inner.waiting.drain(..) {
             let _ = job.events.send(Event::Done(Err(JobError::ShuttingDown)));
         }
-        if let Some(cancel) = &inner.running {
+        for cancel in &inner.running {
             cancel.cancel();
         }
         drop(inner);
         self.ready.notify_all();
     }
 
-    /// The next job to run, waiting for one; `None` once closed.
-    fn next(&self) -> Option<Job> {
+    /// The next job to run; with `wait`, waits for one. `None` once closed (or, without
+    /// `wait`, when none waits).
+    fn next(&self, wait: bool) -> Option<Job> {
         let mut inner = self.lock();
         loop {
             if inner.closed {
                 return None;
             }
             if let Some(job) = inner.waiting.pop_front() {
-                inner.running = Some(job.cancel.clone());
+                inner.running.push(job.cancel.clone());
                 return Some(job);
+            }
+            if !wait {
+                return None;
             }
             inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    fn finished(&self) {
-        self.lock().running = None;
+    /// A job `next` gave has ended.
+    fn finished(&self, cancel: &CancelToken) {
+        let mut inner = self.lock();
+        // Tokens are shared flags: the same job's is the same allocation.
+        if let Some(at) = inner.running.iter().position(|c| c.same(cancel)) {
+            inner.running.swap_remove(at);
+        }
     }
 }
 
-/// Starts the thread that runs `queue`'s jobs on `model` until the queue closes.
-pub fn start_worker(model: VideoLlava, queue: Arc<Queue>, metrics: Arc<Metrics>) {
+/// Starts the thread that runs `queue`'s jobs on the cache's model until the queue closes,
+/// `options.max_batch` at a time; a job about media the cache holds starts from their prefix.
+pub fn start_worker(
+    cache: Arc<PrefixCache>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    options: BatchOptions,
+) {
     let worker_queue = queue.clone();
     let spawned = std::thread::Builder::new()
         .name("video-llava-worker".into())
         .spawn(move || {
-            while let Some(job) = worker_queue.next() {
-                run(&model, job, &metrics);
-                worker_queue.finished();
-            }
+            // Returns when the queue closes; a panic in the engine (a bug) ends the jobs it
+            // was running and the worker goes on.
+            while !run(&cache, &worker_queue, &metrics, &options) {}
         });
     if let Err(e) = spawned {
         eprintln!("error: serve: starting the model worker: {e}");
@@ -205,48 +224,109 @@ pub fn start_worker(model: VideoLlava, queue: Arc<Queue>, metrics: Arc<Metrics>)
     }
 }
 
-fn run(model: &VideoLlava, job: Job, metrics: &Metrics) {
-    let Job {
-        request,
-        params,
-        cancel,
-        deadline,
-        events,
-    } = job;
-    if cancel.is_cancelled() {
-        // The client left (nobody reads this) or the server is stopping.
-        let _ = events.send(Event::Done(Err(JobError::ShuttingDown)));
-        return;
-    }
-    if Instant::now() >= deadline {
-        let _ = events.send(Event::Done(Err(JobError::TimedOut)));
-        return;
-    }
-    if events.send(Event::Started).is_err() {
-        return;
-    }
-    metrics.generation_started();
-    let mut on_piece = |piece: &str| {
-        if Instant::now() >= deadline {
-            cancel.cancel();
-        }
-        if events.send(Event::Piece(piece.to_string())).is_err() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
+/// A job the engine runs: where its events go, when it must end, what stops it.
+struct Running {
+    events: mpsc::UnboundedSender<Event>,
+    deadline: Instant,
+    cancel: CancelToken,
+}
+
+/// Runs jobs until the queue closes (`true`) or the engine panics (`false`).
+fn run(cache: &PrefixCache, queue: &Queue, metrics: &Metrics, options: &BatchOptions) -> bool {
+    let running: RefCell<HashMap<usize, Running>> = RefCell::default();
+    let mut count = 0usize;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        model.generate(&request, &params, Some(&cancel), &mut on_piece)
+        cache.generate_continuous(
+            options,
+            &mut |idle| loop {
+                let job = queue.next(idle)?;
+                let Job {
+                    request,
+                    params,
+                    cancel,
+                    deadline,
+                    events,
+                } = job;
+                let refused = if cancel.is_cancelled() {
+                    // The client left (nobody reads this) or the server is stopping.
+                    Some(JobError::ShuttingDown)
+                } else if Instant::now() >= deadline {
+                    Some(JobError::TimedOut)
+                } else {
+                    None
+                };
+                if let Some(error) = refused {
+                    let _ = events.send(Event::Done(Err(error)));
+                    queue.finished(&cancel);
+                    continue;
+                }
+                if events.send(Event::Started).is_err() {
+                    queue.finished(&cancel);
+                    continue;
+                }
+                metrics.generation_started();
+                running.borrow_mut().insert(
+                    count,
+                    Running {
+                        events,
+                        deadline,
+                        cancel: cancel.clone(),
+                    },
+                );
+                count += 1;
+                return Some(BatchRequest {
+                    request,
+                    params,
+                    cancel: Some(cancel),
+                });
+            },
+            &mut |index, piece| {
+                let running = running.borrow();
+                let Some(job) = running.get(&index) else {
+                    return ControlFlow::Break(());
+                };
+                if Instant::now() >= job.deadline {
+                    job.cancel.cancel();
+                }
+                if job.events.send(Event::Piece(piece.to_string())).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+            &mut |index, result| {
+                let Some(job) = running.borrow_mut().remove(&index) else {
+                    return;
+                };
+                let outcome = match result {
+                    Ok(generation) => {
+                        metrics.generation_finished(&generation);
+                        Ok(generation)
+                    }
+                    Err(e) => Err(JobError::Model(e)),
+                };
+                metrics.generation_ended();
+                queue.finished(&job.cancel);
+                let _ = job.events.send(Event::Done(outcome));
+            },
+        )
     }));
-    let outcome = match result {
-        Ok(Ok(generation)) => {
-            metrics.generation_finished(&generation);
-            Ok(generation)
+    let panicked = match result {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => {
+            // Only bad batch options end a run this way; the CLI checks them, so a bug.
+            eprintln!("error: serve: the model worker stopped: {e}");
+            queue.close();
+            return true;
         }
-        Ok(Err(e)) => Err(JobError::Model(e)),
-        Err(payload) => Err(JobError::Panicked(crate::panic_message(payload.as_ref()))),
+        Err(payload) => crate::panic_message(payload.as_ref()),
     };
-    metrics.generation_ended();
-    let _ = events.send(Event::Done(outcome));
+    for (_, job) in running.borrow_mut().drain() {
+        metrics.generation_ended();
+        queue.finished(&job.cancel);
+        let _ = job
+            .events
+            .send(Event::Done(Err(JobError::Panicked(panicked.clone()))));
+    }
+    false
 }

@@ -401,7 +401,8 @@ pub async fn analyze(
     let question = body
         .question
         .clone()
-        .unwrap_or_else(|| state.analyzer.question.clone());
+        .or_else(|| state.analyzer.questions.first().cloned())
+        .unwrap_or_else(|| video_llava::analyze::DEFAULT_QUESTION.to_string());
     let defaults = &state.analyzer.params;
     let params = GenerationParams {
         max_new_tokens: body
