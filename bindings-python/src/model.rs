@@ -322,6 +322,70 @@ impl PyVideoLlava {
         PyGeneration::new(py, generation)
     }
 
+    /// Answers several requests together, decoding up to `max_batch` of them in one forward
+    /// pass per token (each answer is the one `generate` gives it alone). Each request is a
+    /// dict of `generate`'s arguments (`question` required). Returns the generations in order;
+    /// a request that fails raises its exception once all have finished, or, with
+    /// `return_exceptions=True`, stands in the list as that exception.
+    #[pyo3(signature = (requests, *, max_batch=8, max_kv_bytes=None, return_exceptions=false))]
+    fn generate_batch<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+        max_batch: i64,
+        max_kv_bytes: Option<i64>,
+        return_exceptions: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let mut members = Vec::new();
+        for (i, item) in requests.try_iter()?.enumerate() {
+            let item = item?;
+            let dict = item.cast::<PyDict>().map_err(|_| {
+                new_err(
+                    py,
+                    Kind::InvalidRequest,
+                    format!("requests[{i}] must be a dict of generate's arguments"),
+                )
+            })?;
+            members.push(crate::request::batch_member(dict, i)?);
+        }
+        let options = video_llava::BatchOptions {
+            max_batch: usize::try_from(max_batch).unwrap_or(0),
+            max_kv_bytes: max_kv_bytes
+                .map(|b| {
+                    usize::try_from(b)
+                        .map_err(|_| new_err(py, Kind::InvalidRequest, "max_kv_bytes must be >= 0"))
+                })
+                .transpose()?,
+        };
+        options
+            .validate()
+            .map_err(|e| Failure::from(e).into_pyerr(py))?;
+        let mut interrupts = Interrupts::new(py)?;
+        let model = self.inner.clone();
+        let results = detached(py, || {
+            let results = model.generate_batch(&members, &options, &mut |_, _| interrupts.poll());
+            interrupts.outcome(results)
+        })?;
+        let mut out = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(generation) => {
+                    out.push(Py::new(py, PyGeneration::new(py, generation)?)?.into_any())
+                }
+                Err(e) => {
+                    let err = Failure::from(e).into_pyerr(py);
+                    out.push(err.value(py).clone().into_any().unbind());
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) if !return_exceptions => Err(err),
+            _ => Ok(out),
+        }
+    }
+
     /// Like `generate`, but returns an iterator over text pieces as they are decoded.
     #[pyo3(signature = (question, *, video=None, image=None, frames=None, max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, history=None, num_frames=8, sampling="uniform"))]
     #[allow(clippy::too_many_arguments)]

@@ -182,3 +182,83 @@ fn image_input(obj: &Bound<'_, PyAny>) -> PyResult<ImageInput> {
         ))),
     }
 }
+
+/// The keys a `generate_batch` request dict may have: `generate`'s arguments.
+const BATCH_KEYS: [&str; 14] = [
+    "question",
+    "video",
+    "image",
+    "frames",
+    "history",
+    "num_frames",
+    "sampling",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+];
+
+/// One `generate_batch` request from its dict (`requests[index]`), with `generate`'s defaults.
+pub fn batch_member(
+    dict: &Bound<'_, pyo3::types::PyDict>,
+    index: usize,
+) -> PyResult<video_llava::BatchRequest> {
+    let py = dict.py();
+    for key in dict.keys() {
+        let key: String = key.extract()?;
+        if !BATCH_KEYS.contains(&key.as_str()) {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "requests[{index}]: unexpected key '{key}' (the keys are generate's arguments)"
+            )));
+        }
+    }
+    let get = |key: &str| dict.get_item(key);
+    let question: String = get("question")?
+        .ok_or_else(|| {
+            pyo3::exceptions::PyTypeError::new_err(format!("requests[{index}] has no 'question'"))
+        })?
+        .extract()?;
+    let (video, image, frames, history, stop) = (
+        get("video")?,
+        get("image")?,
+        get("frames")?,
+        get("history")?,
+        get("stop")?,
+    );
+    let sampling: Option<String> = get("sampling")?.map(|v| v.extract()).transpose()?;
+    let mut args = Args::question(question);
+    args.video = video.as_ref().filter(|v| !v.is_none());
+    args.image = image.as_ref().filter(|v| !v.is_none());
+    args.frames = frames.as_ref().filter(|v| !v.is_none());
+    args.history = history.as_ref().filter(|v| !v.is_none());
+    args.stop = stop.as_ref().filter(|v| !v.is_none());
+    if let Some(sampling) = &sampling {
+        args.sampling = sampling;
+    }
+    if let Some(v) = get("num_frames")? {
+        args.num_frames = v.extract()?;
+    }
+    if let Some(v) = get("max_new_tokens")? {
+        args.max_new_tokens = v.extract()?;
+    }
+    if let Some(v) = get("temperature")? {
+        args.temperature = v.extract()?;
+    }
+    if let Some(v) = get("top_p")? {
+        args.top_p = v.extract()?;
+    }
+    if let Some(v) = get("top_k")? {
+        args.top_k = v.extract()?;
+    }
+    if let Some(v) = get("repetition_penalty")? {
+        args.repetition_penalty = v.extract()?;
+    }
+    if let Some(v) = get("seed")? {
+        args.seed = v.extract()?;
+    }
+    let (request, params) = args.build(py)?;
+    Ok(video_llava::BatchRequest::new(request, params))
+}

@@ -2,12 +2,12 @@
 
 import os
 import pathlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal, final
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, TypedDict, final, overload
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import TypeAlias
+from typing_extensions import Required, TypeAlias
 
 __version__: str
 
@@ -17,6 +17,24 @@ _U8Array: TypeAlias = npt.NDArray[np.uint8]
 _F32Array: TypeAlias = npt.NDArray[np.float32]
 _IntArray: TypeAlias = npt.NDArray[np.integer[Any]] | Sequence[int]
 _Image: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | _U8Array
+
+class _GenerateRequest(TypedDict, total=False):
+    """One request of ``VideoLlava.generate_batch``: ``generate``'s arguments."""
+
+    question: Required[str]
+    video: _Source | FrameBatch | _U8Array | None
+    image: _Image | Sequence[_Image] | None
+    frames: _U8Array | None
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int | None
+    repetition_penalty: float
+    seed: int | None
+    stop: str | Sequence[str] | None
+    history: Sequence[tuple[str, str]] | None
+    num_frames: int
+    sampling: Literal["uniform", "linspace", "keyframes"]
 
 class VideoLlavaError(Exception):
     """Base class of every error the video_llava engine raises."""
@@ -341,6 +359,30 @@ class VideoLlava:
         sampling: Literal["uniform", "linspace", "keyframes"] = "uniform",
     ) -> Generation:
         """Answers ``question`` about a video and/or images."""
+    @overload
+    def generate_batch(
+        self,
+        requests: Iterable[_GenerateRequest],
+        *,
+        max_batch: int = 8,
+        max_kv_bytes: int | None = None,
+        return_exceptions: Literal[True],
+    ) -> list[Generation | VideoLlavaError]: ...
+    @overload
+    def generate_batch(
+        self,
+        requests: Iterable[_GenerateRequest],
+        *,
+        max_batch: int = 8,
+        max_kv_bytes: int | None = None,
+        return_exceptions: Literal[False] = False,
+    ) -> list[Generation]:
+        """Answers several requests (dicts of ``generate``'s arguments) together, decoding up
+        to ``max_batch`` in one forward pass per token; each answer is the one ``generate``
+        gives it alone. ``max_kv_bytes`` bounds the running requests' KV caches together
+        (others wait; one that cannot fit alone fails with ``TooLargeError``). A failed request
+        raises once all have finished, or with ``return_exceptions=True`` stands in the list as
+        its exception."""
     def stream(
         self,
         question: str,
