@@ -19,6 +19,40 @@ declare global {
 }
 
 /**
+ * A video (and/or images, earlier turns) whose prefix (vision towers and the prefill of
+ * everything before the question) was computed once by `model.conversation()`. Each question
+ * starts from a copy of that cache and gets the answer `model.generate()` gives for the same
+ * full prompt. `generate` and `stream` may run at once; `chat` turns apply one at a time.
+ */
+export declare class Conversation {
+  /**
+   * Answers `options.prompt` from the cached prefix (the same options as `generate`, minus
+   * `video`, `videoOptions`, `image`, `images` and `history`); the conversation is unchanged.
+   */
+  generate(options: GenerateOptions): Promise<Generation>
+  /**
+   * Answers `options.prompt` and appends the turn, so the next question sees it (an aborted
+   * answer is not appended).
+   */
+  chat(options: GenerateOptions): Promise<Generation>
+  /** `generate` as an async iterator of text pieces. */
+  stream(options: GenerateOptions): TokenStream
+  /** The earlier turns, oldest first. */
+  get history(): Array<Turn>
+  /** Tokens in the cached prefix. */
+  get prefixTokens(): number
+  /** Bytes the cached prefix holds (its keys and values). */
+  get prefixBytes(): number
+  /** Whether `close()` was called. */
+  get closed(): boolean
+  /**
+   * Frees the cached prefix now (answers in progress finish on their own copy); later calls
+   * reject with `ERR_INVALID_ARGUMENT`. Closing twice is fine.
+   */
+  close(): void
+}
+
+/**
  * The pieces of one generation, in order: `for await (const piece of model.stream(...))`.
  *
  * This type implements JavaScript's async iterable protocol.
@@ -88,6 +122,19 @@ export declare class VideoLlava {
    */
   generate(options: GenerateOptions): Promise<Generation>
   /**
+   * Answers several requests (each with `generate`'s options, its own `onToken` and `signal`)
+   * together, decoding up to `maxBatch` of them in one forward pass per token; each answer
+   * is the one `generate` gives it alone. Resolves to the generations in order once all have
+   * finished; a request that failed (or was aborted) makes the promise reject with its error.
+   */
+  generateBatch(requests: GenerateOptions[], options?: BatchOptions): Promise<Generation[]>
+  /**
+   * Starts a conversation about a video and/or images (and earlier turns): the vision towers
+   * and the prefill of everything before the question run once, here; resolves to a
+   * `Conversation` whose questions start from that cache.
+   */
+  conversation(options?: ConversationOptions): Promise<Conversation>
+  /**
    * The same as `generate`, as an async iterator of text pieces: `for await (const piece of
    * model.stream({ prompt, video })) {}`. Leaving the loop early stops the generation.
    */
@@ -104,6 +151,34 @@ export declare class VideoLlava {
   generateIds(inputIds: Uint32Array | number[], options?: PixelOptions): Promise<Array<number>>
   /** Last-position logits `(vocab,)` for already-expanded ids and preprocessed pixels. */
   logits(inputIds: Uint32Array | number[], options?: PixelOptions): Promise<Float32Array>
+}
+
+/** Options of `generateBatch`. */
+export interface BatchOptions {
+  /**
+   * The most requests decoded together, one forward pass per token for all of them (1 to
+   * 16, default 8); more wait and join as others finish.
+   */
+  maxBatch?: number
+  /**
+   * The most bytes the running requests' KV caches may take together; a request that does
+   * not fit waits, one that cannot fit alone rejects with `ERR_TOO_LARGE`. Default: no bound.
+   */
+  maxKvBytes?: number
+}
+
+/** What a conversation is about: `generate`'s media and earlier turns, without a prompt. */
+export interface ConversationOptions {
+  /** Earlier turns, oldest first; the video and images belong to the first turn. */
+  history?: Array<Turn>
+  /** The video: a path, a `Buffer`/`Uint8Array` holding the file, or decoded frames. */
+  video?: string | Buffer | Uint8Array | VideoFrames
+  /** How to sample `video` when it is a file (default: 8 frames, uniform, exact). */
+  videoOptions?: SampleFramesOptions
+  /** One image: a path, an encoded file in a `Buffer`/`Uint8Array`, or RGB pixels. */
+  image?: string | Buffer | Uint8Array | RgbImage
+  /** Several images, in prompt order (after `image`, if both are given). */
+  images?: Array<string | Buffer | Uint8Array | RgbImage>
 }
 
 /** Sampled frames: one contiguous `count x height x width x 3` RGB buffer plus each frame's index and time. */
@@ -170,6 +245,8 @@ export interface Generation {
   tokenIds: Array<number>
   /** Prompt length in tokens after placeholder expansion. */
   promptTokens: number
+  /** Of those, how many came from a conversation's cached prefix (0 for `generate`). */
+  cachedTokens: number
   /** Why it stopped. */
   stopReason: 'eos' | 'stop_string' | 'max_tokens' | 'cancelled'
   /** Time spent per stage. */

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Conversation = nativeBinding.Conversation
 module.exports.TokenStream = nativeBinding.TokenStream
 module.exports.Video = nativeBinding.Video
 module.exports.VideoLlava = nativeBinding.VideoLlava

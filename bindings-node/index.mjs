@@ -5,5 +5,5 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const binding = require('./index.js')
 
-export const { probe, sampleFrames, thumbnail, storyboard, Video, VideoLlava, TokenStream, __napiBindingTarget } = binding
+export const { probe, sampleFrames, thumbnail, storyboard, Video, VideoLlava, Conversation, TokenStream, __napiBindingTarget } = binding
 export default binding

@@ -183,6 +183,9 @@ impl From<video_llava::Error> for JsFailure {
                 .with_num("tokens", tokens as f64)
                 .with_num("maxNewTokens", max_new_tokens as f64)
                 .with_num("context", context as f64),
+            E::KvMemory { needed, limit } => Self::new("ERR_TOO_LARGE", message)
+                .with_num("needed", needed as f64)
+                .with_num("limit", limit as f64),
             E::Download { repo, .. } => Self::new("ERR_DOWNLOAD", message).with_str("repo", repo),
             E::Device(_) => Self::new("ERR_DEVICE", message),
             E::Video(inner) => Self::from(inner),

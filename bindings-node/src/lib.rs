@@ -11,6 +11,7 @@
 //! - `frames`: `probe`, `sampleFrames`, `thumbnail`, `storyboard`.
 //! - `video`: the `Video` class, one opened video reused by its calls.
 //! - `model`: the `VideoLlava` class: loading, `generate`, tokenizing, raw logits.
+//! - `conversation`: the `Conversation` class, many questions from one cached prefix.
 //! - `request`: generation options from JavaScript -> the engine's request and parameters.
 //! - `stream`: `TokenStream`, the async iterator behind `model.stream()`.
 //! - `cancel`: `AbortSignal` -> the engine's `CancelToken`.
@@ -21,7 +22,9 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod args;
+mod batch;
 mod cancel;
+mod conversation;
 mod error;
 mod frames;
 mod model;

@@ -1,6 +1,7 @@
 //! The `VideoLlava` class: load once, answer many requests, concurrently.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Uint32Array, Unknown};
 use napi::{Env, Task};
@@ -12,6 +13,7 @@ use video_llava::{
 
 use crate::args;
 use crate::cancel::{AbortListener, TeardownGuard};
+use crate::conversation::{ConversationTask, Shared};
 use crate::error::{guarded, JsFailure};
 use crate::on_token::PieceSink;
 use crate::request::{Call, Prepared};
@@ -96,6 +98,8 @@ pub struct Generation {
     pub token_ids: Vec<u32>,
     /// Prompt length in tokens after placeholder expansion.
     pub prompt_tokens: u32,
+    /// Of those, how many came from a conversation's cached prefix (0 for `generate`).
+    pub cached_tokens: u32,
     /// Why it stopped.
     #[napi(ts_type = "'eos' | 'stop_string' | 'max_tokens' | 'cancelled'")]
     pub stop_reason: String,
@@ -109,6 +113,7 @@ impl From<RsGeneration> for Generation {
             text: g.text,
             token_ids: g.token_ids,
             prompt_tokens: g.prompt_tokens as u32,
+            cached_tokens: g.cached_tokens as u32,
             stop_reason: g.stop_reason.as_str().to_owned(),
             timings: Timings {
                 preprocess: g.timings.preprocess.as_secs_f64(),
@@ -120,12 +125,44 @@ impl From<RsGeneration> for Generation {
     }
 }
 
+/// What answers a generation call: the model itself, or a conversation's cached prefix.
+#[derive(Clone)]
+pub enum Engine {
+    /// `model.generate()` and `model.stream()`.
+    Model(RsVideoLlava),
+    /// A conversation's `generate`/`stream` or (with `chat`) its `chat`.
+    Conversation {
+        /// The conversation.
+        shared: Arc<Shared>,
+        /// Whether the answer is appended as a turn.
+        chat: bool,
+    },
+}
+
+impl Engine {
+    fn generate(
+        &self,
+        prepared: &Prepared,
+        cancel: &CancelToken,
+        on_piece: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<RsGeneration, JsFailure> {
+        match self {
+            Engine::Model(model) => model
+                .generate(&prepared.request, &prepared.params, Some(cancel), on_piece)
+                .map_err(JsFailure::from),
+            Engine::Conversation { shared, chat } => {
+                shared.generate(prepared, *chat, cancel, on_piece)
+            }
+        }
+    }
+}
+
 /// Runs one generation on the calling thread; `also` sees every piece first.
 ///
 /// Cancellation wins over any other outcome: an aborted call rejects with `AbortError` even when
 /// the engine got to finish or failed on its way out.
 pub fn run_generation(
-    model: &RsVideoLlava,
+    engine: &Engine,
     prepared: &Prepared,
     cancel: &CancelToken,
     sink: Option<&PieceSink>,
@@ -145,14 +182,7 @@ pub fn run_generation(
             }
             ControlFlow::Continue(())
         };
-        model
-            .generate(
-                &prepared.request,
-                &prepared.params,
-                Some(cancel),
-                &mut on_piece,
-            )
-            .map_err(JsFailure::from)
+        engine.generate(prepared, cancel, &mut on_piece)
     });
     if let Some(sink) = sink {
         sink.flush();
@@ -235,7 +265,7 @@ impl Task for SaveQuantizedTask {
 
 /// The promise of [`VideoLlava::generate`].
 pub struct GenerateTask {
-    model: RsVideoLlava,
+    engine: Engine,
     /// Taken by the one `compute`.
     call: Option<Call>,
     /// Set by the caller's `AbortSignal` or the environment's teardown.
@@ -246,6 +276,24 @@ pub struct GenerateTask {
     teardown: TeardownGuard,
     /// The `abort` listener on the caller's signal, removed once the promise has settled.
     listener: Option<AbortListener>,
+}
+
+impl GenerateTask {
+    /// The task of one `generate` call (the model's or a conversation's), tied to the caller's
+    /// signal and to the environment's teardown.
+    pub fn start(env: &Env, engine: Engine, mut call: Call) -> AsyncTask<GenerateTask> {
+        let cancel = call.cancel.clone();
+        let teardown = TeardownGuard::new(env, &cancel);
+        let listener = call.listener.take();
+        AsyncTask::new(GenerateTask {
+            engine,
+            call: Some(call),
+            cancel,
+            sink: None,
+            teardown,
+            listener,
+        })
+    }
 }
 
 #[napi]
@@ -260,7 +308,7 @@ impl Task for GenerateTask {
         self.sink = call.sink;
         Ok(call.prepared.and_then(|prepared| {
             run_generation(
-                &self.model,
+                &self.engine,
                 &prepared,
                 &self.cancel,
                 self.sink.as_ref(),
@@ -516,25 +564,44 @@ impl VideoLlava {
     /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
     #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
     pub fn generate(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
-        let mut call = Call::from_arg(options);
-        let cancel = call.cancel.clone();
-        let teardown = TeardownGuard::new(&env, &cancel);
-        let listener = call.listener.take();
-        AsyncTask::new(GenerateTask {
-            model: self.inner.clone(),
-            call: Some(call),
-            cancel,
-            sink: None,
-            teardown,
-            listener,
-        })
+        GenerateTask::start(
+            &env,
+            Engine::Model(self.inner.clone()),
+            Call::from_arg(options),
+        )
+    }
+
+    /// Answers several requests (each with `generate`'s options, its own `onToken` and `signal`)
+    /// together, decoding up to `maxBatch` of them in one forward pass per token; each answer
+    /// is the one `generate` gives it alone. Resolves to the generations in order once all have
+    /// finished; a request that failed (or was aborted) makes the promise reject with its error.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "requests: GenerateOptions[], options?: BatchOptions",
+        ts_return_type = "Promise<Generation[]>"
+    )]
+    pub fn generate_batch(
+        &self,
+        env: Env,
+        requests: Vec<Unknown<'_>>,
+        options: Option<Unknown<'_>>,
+    ) -> AsyncTask<crate::batch::BatchTask> {
+        crate::batch::start(&env, self.inner.clone(), requests, options)
+    }
+
+    /// Starts a conversation about a video and/or images (and earlier turns): the vision towers
+    /// and the prefill of everything before the question run once, here; resolves to a
+    /// `Conversation` whose questions start from that cache.
+    #[napi(catch_unwind, ts_args_type = "options?: ConversationOptions")]
+    pub fn conversation(&self, options: Option<Unknown<'_>>) -> AsyncTask<ConversationTask> {
+        crate::conversation::start(self.inner.clone(), options)
     }
 
     /// The same as `generate`, as an async iterator of text pieces: `for await (const piece of
     /// model.stream({ prompt, video })) {}`. Leaving the loop early stops the generation.
     #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
     pub fn stream(&self, options: Unknown<'_>) -> TokenStream {
-        TokenStream::new(self.inner.clone(), Call::from_arg(options))
+        TokenStream::new(Engine::Model(self.inner.clone()), Call::from_arg(options))
     }
 
     /// Expands the `<video>`/`<image>` placeholders of a full prompt text (the whole

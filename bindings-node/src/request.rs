@@ -36,7 +36,7 @@ pub struct RgbImage {
 }
 
 /// An earlier turn of the conversation.
-#[napi(object, object_to_js = false)]
+#[napi(object)]
 pub struct Turn {
     /// What the user asked.
     pub question: String,
@@ -90,6 +90,43 @@ pub struct GenerateOptions {
     /// throws, the generation stops and the promise rejects with what it threw.
     #[napi(ts_type = "(piece: string) => void")]
     pub on_token: Option<OnTokenFn>,
+}
+
+/// What a conversation is about: `generate`'s media and earlier turns, without a prompt.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct ConversationOptions {
+    /// Earlier turns, oldest first; the video and images belong to the first turn.
+    pub history: Option<Vec<Turn>>,
+    /// The video: a path, a `Buffer`/`Uint8Array` holding the file, or decoded frames.
+    #[napi(ts_type = "string | Buffer | Uint8Array | VideoFrames")]
+    pub video: Option<JsVideo>,
+    /// How to sample `video` when it is a file (default: 8 frames, uniform, exact).
+    pub video_options: Option<SampleFramesOptions>,
+    /// One image: a path, an encoded file in a `Buffer`/`Uint8Array`, or RGB pixels.
+    #[napi(ts_type = "string | Buffer | Uint8Array | RgbImage")]
+    pub image: Option<JsImage>,
+    /// Several images, in prompt order (after `image`, if both are given).
+    #[napi(ts_type = "Array<string | Buffer | Uint8Array | RgbImage>")]
+    pub images: Option<Vec<JsImage>>,
+}
+
+impl ConversationOptions {
+    /// The engine's request for [`video_llava::VideoLlava::conversation`] (no question).
+    pub fn into_request(self) -> Result<Request, JsFailure> {
+        let prepared = prepare(
+            String::new(),
+            self.history,
+            self.video,
+            self.video_options,
+            self.image
+                .into_iter()
+                .chain(self.images.into_iter().flatten())
+                .collect(),
+            GenerationKnobs::default(),
+        )?;
+        Ok(prepared.request)
+    }
 }
 
 /// A generation request ready to leave the main thread.
@@ -163,6 +200,7 @@ impl GenerateOptions {
     }
 }
 
+#[derive(Default)]
 struct GenerationKnobs {
     max_new_tokens: Option<u32>,
     temperature: Option<f64>,

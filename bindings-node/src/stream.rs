@@ -12,11 +12,11 @@ use napi::bindgen_prelude::{AsyncGenerator, ObjectFinalize, ToNapiValue};
 use napi::tokio::sync::{mpsc, Mutex};
 use napi::{sys, Env};
 use napi_derive::napi;
-use video_llava::{CancelToken, Generation as RsGeneration, VideoLlava as RsVideoLlava};
+use video_llava::{CancelToken, Generation as RsGeneration};
 
 use crate::cancel::AbortListener;
 use crate::error::JsFailure;
-use crate::model::{run_generation, Generation};
+use crate::model::{run_generation, Engine, Generation};
 use crate::request::{Call, Prepared};
 
 /// Pieces buffered between the engine thread and a slow `for await` loop.
@@ -62,7 +62,7 @@ impl ToNapiValue for Piece {
 }
 
 struct Pending {
-    model: RsVideoLlava,
+    engine: Engine,
     prepared: Result<Prepared, JsFailure>,
     sender: mpsc::Sender<Event>,
 }
@@ -81,8 +81,8 @@ pub struct TokenStream {
 }
 
 impl TokenStream {
-    /// A stream that runs `call` on `model` once iterated.
-    pub fn new(model: RsVideoLlava, mut call: Call) -> Self {
+    /// A stream that runs `call` on `engine` once iterated.
+    pub fn new(engine: Engine, mut call: Call) -> Self {
         let listener = call.listener.take();
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
         let prepared = match call.sink {
@@ -93,7 +93,7 @@ impl TokenStream {
         };
         Self {
             pending: Some(Pending {
-                model,
+                engine,
                 prepared,
                 sender,
             }),
@@ -106,7 +106,7 @@ impl TokenStream {
 
     fn start(&mut self) {
         let Some(Pending {
-            model,
+            engine,
             prepared,
             sender,
         }) = self.pending.take()
@@ -117,7 +117,7 @@ impl TokenStream {
         let run = move || {
             let pieces = sender.clone();
             let done = prepared.and_then(|prepared| {
-                run_generation(&model, &prepared, &cancel, None, |piece| {
+                run_generation(&engine, &prepared, &cancel, None, |piece| {
                     // A full buffer makes the generation wait for the reader (a loop that
                     // stopped pulling does not grow memory without bound); a closed channel
                     // means JavaScript dropped the stream, and the cancel token (set by the

@@ -9,6 +9,8 @@ import {
   thumbnail,
   Video,
   VideoLlava,
+  type BatchOptions,
+  type Conversation,
   type FrameBatch,
   type Generation,
   type GenerateOptions,
@@ -96,6 +98,22 @@ async function main(): Promise<void> {
   }
   const streamed: Generation | null = stream.result
 
+  const conversation: Conversation = await model.conversation({ video: path, videoOptions: { numFrames: 8 } })
+  const asked: Generation = await conversation.generate({ prompt: 'Give it a title.', maxNewTokens: 16 })
+  const cached: number = asked.cachedTokens + conversation.prefixTokens + conversation.prefixBytes
+  const turn: Generation = await conversation.chat({ prompt: 'What happens first?', seed: 1, temperature: 0.7 })
+  const turns: Array<{ question: string; answer: string }> = conversation.history
+  for await (const piece of conversation.stream({ prompt: 'And then?' })) process.stdout.write(piece)
+  conversation.close()
+  const conversationClosed: boolean = conversation.closed
+
+  const batchOptions: BatchOptions = { maxBatch: 4, maxKvBytes: 1 << 30 }
+  const answers: Generation[] = await model.generateBatch(
+    [{ prompt: 'Give it a title.', video: path }, { prompt: 'Why?', onToken: (p: string) => p.length }],
+    batchOptions,
+  )
+  const answered: number = answers.length + conversationClosed.toString().length
+
   const ids: number[] = await model.tokenize('USER: <video>\nWhy? ASSISTANT:', 8)
   const generated: number[] = await model.generateIds(Uint32Array.from(ids), {
     pixelValuesVideos: new Float32Array(8 * 3 * 224 * 224),
@@ -109,7 +127,7 @@ async function main(): Promise<void> {
     await probe('missing.mp4')
   } catch (err) {
     const code = (err as Error & { code?: string }).code
-    console.log(code, streamed, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits, quantized, ggufPath)
+    console.log(code, answered, streamed, widthHeight, facts, meta, encoded, board, result, seconds, generated, logits, quantized, ggufPath)
   }
 }
 
