@@ -239,7 +239,13 @@ impl VideoLlava {
             }
             // One step for everyone.
             let ids: Vec<u32> = live.iter().map(|m| m.next).collect();
-            let logits = {
+            let logits = if let [member] = live.as_mut_slice() {
+                // Alone: the single-sequence step (the same numbers, none of the batch's
+                // bookkeeping).
+                self.model()
+                    .forward_tokens(&ids, &mut member.cache)
+                    .map(|logits| vec![logits])
+            } else {
                 let mut caches: Vec<&mut KvCache> = live.iter_mut().map(|m| &mut m.cache).collect();
                 self.model().forward_batch(&ids, &mut caches)
             };

@@ -296,10 +296,18 @@ impl Llama {
         }
         let d = self.cfg.hidden_size;
         let offsets: Vec<usize> = caches.iter().map(|c| c.len).collect();
-        let rope = offsets
-            .iter()
-            .map(|&o| Ok((self.cos.narrow(0, o, 1)?, self.sin.narrow(0, o, 1)?)))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        // Each row's RoPE angles at its own position: (B, 1, head_dim / 2).
+        let positions: Vec<u32> = offsets.iter().map(|&o| o as u32).collect();
+        let positions = Tensor::new(positions.as_slice(), self.cos.device())?;
+        let half = self.cos.dim(1)?;
+        let rope = (
+            self.cos
+                .index_select(&positions, 0)?
+                .reshape((b, 1, half))?,
+            self.sin
+                .index_select(&positions, 0)?
+                .reshape((b, 1, half))?,
+        );
         let dtype = self.embed_tokens.dtype();
         let mut xs = self.embed_ids(ids)?.to_dtype(dtype)?.reshape((b, 1, d))?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -324,7 +332,7 @@ impl Llama {
         xs: &Tensor,
         kv: &[&(Tensor, Tensor)],
         offsets: &[usize],
-        rope: &[(Tensor, Tensor)],
+        (cos, sin): &(Tensor, Tensor),
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let (h, kvh, hd) = (
@@ -334,21 +342,23 @@ impl Llama {
         );
         let eps = cfg.rms_norm_eps as f32;
         let normed = candle_nn::ops::rms_norm(xs, &layer.input_layernorm, eps)?;
-        let qkv = layer.qkv.forward_rows(&normed)?;
-        let mut attns = Vec::with_capacity(kv.len());
-        for (i, ((k_cache, v_cache), (cos, sin))) in
-            kv.iter().map(|p| (&p.0, &p.1)).zip(rope).enumerate()
-        {
-            let qkv = qkv
-                .narrow(0, i, 1)?
-                .reshape((1, 1, h + 2 * kvh, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = candle_nn::rotary_emb::rope(&qkv.narrow(1, 0, h)?, cos, sin)?;
-            let k = candle_nn::rotary_emb::rope(&qkv.narrow(1, h, kvh)?, cos, sin)?;
-            let v = qkv.narrow(1, h + kvh, kvh)?;
-            k_cache.slice_set(&k, 2, offsets[i])?;
-            v_cache.slice_set(&v, 2, offsets[i])?;
+        let b = kv.len();
+        // (B, heads, 1, head_dim) for everyone at once; RoPE is elementwise, each row at its
+        // own position.
+        let qkv = layer
+            .qkv
+            .forward_rows(&normed)?
+            .reshape((b, 1, h + 2 * kvh, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&qkv.narrow(1, 0, h)?.contiguous()?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&qkv.narrow(1, h, kvh)?.contiguous()?, cos, sin)?;
+        let v = qkv.narrow(1, h + kvh, kvh)?;
+        let mut attns = Vec::with_capacity(b);
+        for (i, (k_cache, v_cache)) in kv.iter().map(|p| (&p.0, &p.1)).enumerate() {
+            k_cache.slice_set(&k.narrow(0, i, 1)?, 2, offsets[i])?;
+            v_cache.slice_set(&v.narrow(0, i, 1)?, 2, offsets[i])?;
+            let q = q.narrow(0, i, 1)?;
             attns.push(causal_attention(&q, k_cache, v_cache, offsets[i])?);
         }
         let attn = Tensor::cat(&attns, 0)?;

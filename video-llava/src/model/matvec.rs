@@ -65,12 +65,27 @@ fn product(
     let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
     // Laid out (out, rows): each weight row's results side by side.
     let mut out = vec![0f32; out_dim * rows];
+    let kernels = Kernels::detect();
+    let xs_rows: Vec<&[f32]> = x.chunks_exact(in_dim).collect();
     let outputs = |first: usize, dst: &mut [f32]| {
         for (o, ys) in dst.chunks_mut(rows).enumerate() {
             let row = &w[(first + o) * in_dim..(first + o + 1) * in_dim];
             let b = bias.as_ref().map_or(0.0, |b| b[first + o]);
-            for (r, y) in ys.iter_mut().enumerate() {
-                *y = b + dot(row, &x[r * in_dim..(r + 1) * in_dim]);
+            // Four activation rows per pass over the weight row, then the rest one by one.
+            let mut r = 0;
+            while r + 4 <= rows {
+                let d = (kernels.four)(
+                    row,
+                    [xs_rows[r], xs_rows[r + 1], xs_rows[r + 2], xs_rows[r + 3]],
+                );
+                for (k, d) in d.into_iter().enumerate() {
+                    ys[r + k] = b + d;
+                }
+                r += 4;
+            }
+            while r < rows {
+                ys[r] = b + (kernels.one)(row, [xs_rows[r]])[0];
+                r += 1;
             }
         }
     };
@@ -102,24 +117,140 @@ fn product(
     Ok(Some(Tensor::from_vec(out, dims, xs.device())?))
 }
 
-/// Dot product with lane-wise partial sums, so it vectorizes (a single running sum would pin the
-/// additions in order).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut sums = [0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (ca, cb) in a_chunks.zip(b_chunks) {
-        for ((s, x), y) in sums.iter_mut().zip(ca).zip(cb) {
-            *s += x * y;
+/// The dot-product kernels for this CPU: the same arithmetic, in the same order, compiled for
+/// the widest vector unit present (AVX-512, AVX2, else the baseline), so results do not depend
+/// on which one runs.
+#[derive(Clone, Copy)]
+struct Kernels {
+    one: fn(&[f32], [&[f32]; 1]) -> [f32; 1],
+    four: fn(&[f32], [&[f32]; 4]) -> [f32; 4],
+}
+
+impl Kernels {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Self {
+                    one: |a, b| unsafe { x86::dots_avx512::<1>(a, b) },
+                    four: |a, b| unsafe { x86::dots_avx512::<4>(a, b) },
+                };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Self {
+                    one: |a, b| unsafe { x86::dots_avx2::<1>(a, b) },
+                    four: |a, b| unsafe { x86::dots_avx2::<4>(a, b) },
+                };
+            }
+        }
+        Self {
+            one: dots::<1>,
+            four: dots::<4>,
         }
     }
-    sums.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::dots`] in AVX-512 registers: lane `l` of each accumulator is the scalar
+    /// version's partial sum `l`, with the same multiplications and additions in the same
+    /// order, so the results are bit for bit the same.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dots_avx512<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
+        assert!(b.iter().all(|b| b.len() == a.len()));
+        let n = a.len() / 16 * 16;
+        let mut acc = [_mm512_setzero_ps(); R];
+        for i in (0..n).step_by(16) {
+            // SAFETY: i + 16 <= n <= a.len() == b[k].len().
+            let va = unsafe { _mm512_loadu_ps(a.as_ptr().add(i)) };
+            for (acc, b) in acc.iter_mut().zip(&b) {
+                let vb = unsafe { _mm512_loadu_ps(b.as_ptr().add(i)) };
+                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(va, vb));
+            }
+        }
+        let mut lanes = [[0f32; 16]; R];
+        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
+            // SAFETY: 16 floats fit `lanes`.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
+        }
+        super::finish(a, b, n, &lanes)
+    }
+
+    /// The same with AVX2: each row's 16 partial sums in two registers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots_avx2<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
+        assert!(b.iter().all(|b| b.len() == a.len()));
+        let n = a.len() / 16 * 16;
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for i in (0..n).step_by(16) {
+            // SAFETY: i + 16 <= n <= a.len() == b[k].len().
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                )
+            };
+            for (acc, b) in acc.iter_mut().zip(&b) {
+                let (blo, bhi) = unsafe {
+                    (
+                        _mm256_loadu_ps(b.as_ptr().add(i)),
+                        _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                    )
+                };
+                acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(lo, blo));
+                acc[1] = _mm256_add_ps(acc[1], _mm256_mul_ps(hi, bhi));
+            }
+        }
+        let mut lanes = [[0f32; 16]; R];
+        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
+            // SAFETY: 8 + 8 floats fit `lanes`.
+            unsafe {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+            }
+        }
+        super::finish(a, b, n, &lanes)
+    }
+}
+
+/// The end of [`dots`]: each row's partial sums added in order, then the tail past `n`.
+#[inline(always)]
+fn finish<const R: usize>(a: &[f32], b: [&[f32]; R], n: usize, lanes: &[[f32; 16]; R]) -> [f32; R] {
+    let mut out = [0f32; R];
+    for ((o, s), b) in out.iter_mut().zip(lanes).zip(&b) {
+        let tail: f32 = a[n..].iter().zip(&b[n..]).map(|(x, y)| x * y).sum();
+        *o = s.iter().sum::<f32>() + tail;
+    }
+    out
+}
+
+/// Dot products of `a` with each of `b`, with lane-wise partial sums so they vectorize (a
+/// single running sum would pin the additions in order); each `a` chunk is loaded once for all
+/// of `b`. Every product's additions happen in the same order whatever `R` is, so a row's
+/// result is the same computed alone or beside others.
+#[inline(always)]
+fn dots<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
+    const LANES: usize = 16;
+    let n = a.len() / LANES * LANES;
+    let mut sums = [[0f32; LANES]; R];
+    for i in (0..n).step_by(LANES) {
+        let ca = &a[i..i + LANES];
+        for (s, b) in sums.iter_mut().zip(&b) {
+            let cb = &b[i..i + LANES];
+            for l in 0..LANES {
+                s[l] += ca[l] * cb[l];
+            }
+        }
+    }
+    finish(a, b, n, &sums)
 }
 
 #[cfg(test)]
@@ -171,6 +302,15 @@ mod tests {
                 assert_eq!(a.to_vec1::<f32>()?, b.to_vec1::<f32>()?, "row {r}");
             }
         }
+        // The vector kernels this CPU takes give the portable one's bits.
+        let kernels = Kernels::detect();
+        let a = Tensor::randn(0f32, 1.0, 1030, &dev)?.to_vec1::<f32>()?;
+        let b: Vec<Vec<f32>> = (0..4)
+            .map(|_| Tensor::randn(0f32, 1.0, 1030, &dev)?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let four = [&b[0][..], &b[1][..], &b[2][..], &b[3][..]];
+        assert_eq!((kernels.four)(&a, four), dots::<4>(&a, four));
+        assert_eq!((kernels.one)(&a, [&b[0]]), dots::<1>(&a, [&b[0]]));
         let w = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
         let x = Tensor::randn(0f32, 1.0, (MAX_ROWS + 1, 8), &dev)?;
         assert!(
