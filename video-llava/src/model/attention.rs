@@ -35,6 +35,11 @@ pub(crate) fn causal_attention(
     let kvh = keys.dim(1)?;
     let n_rep = h / kvh;
     let scale = (hd as f64).powf(-0.5);
+    if seq == 1 {
+        if let Some(out) = one_query(q, keys, values, offset, scale)? {
+            return Ok(out);
+        }
+    }
     let mut outs = Vec::with_capacity(seq.div_ceil(QUERY_CHUNK));
     for start in (0..seq).step_by(QUERY_CHUNK) {
         let len = QUERY_CHUNK.min(seq - start);
@@ -58,6 +63,98 @@ pub(crate) fn causal_attention(
     } else {
         Tensor::cat(&outs, 1)
     }
+}
+
+/// Below this many key positions times heads one thread answers a decode step's attention.
+const ONE_QUERY_PARALLEL_MIN: usize = 4096;
+
+/// [`causal_attention`] for one query (a decode step) on the CPU in f32, straight from the
+/// cache's buffers: per head, the scores against the visible keys, their softmax, the weighted
+/// sum of the values. Two small matmuls per head and layer cost more in dispatch than in
+/// arithmetic; this is what a batched step does once per sequence. `None` when the tensors are
+/// not contiguous f32 on the CPU.
+fn one_query(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    offset: usize,
+    scale: f64,
+) -> candle_core::Result<Option<Tensor>> {
+    let (_, h, _, hd) = q.dims4()?;
+    let (_, kvh, capacity, _) = keys.dims4()?;
+    if !(is_cpu_f32_contiguous(keys) && is_cpu_f32_contiguous(values))
+        || values.dims() != keys.dims()
+        || q.dtype() != DType::F32
+        || offset >= capacity
+        || kvh == 0
+        || h % kvh != 0
+    {
+        return Ok(None);
+    }
+    let visible = offset + 1;
+    let q = (q * scale)?.flatten_all()?.to_vec1::<f32>()?;
+    let (k_storage, k_layout) = keys.storage_and_layout();
+    let (v_storage, v_layout) = values.storage_and_layout();
+    let (
+        candle_core::Storage::Cpu(CpuStorage::F32(k)),
+        candle_core::Storage::Cpu(CpuStorage::F32(v)),
+    ) = (&*k_storage, &*v_storage)
+    else {
+        return Ok(None);
+    };
+    let k = &k[k_layout.start_offset()..k_layout.start_offset() + kvh * capacity * hd];
+    let v = &v[v_layout.start_offset()..v_layout.start_offset() + kvh * capacity * hd];
+    let n_rep = h / kvh;
+    let mut out = vec![0f32; h * hd];
+    let heads = |first: usize, dst: &mut [f32]| {
+        let mut scores = vec![0f32; visible];
+        for (i, o) in dst.chunks_exact_mut(hd).enumerate() {
+            let head = first + i;
+            let base = (head / n_rep) * capacity * hd;
+            let q = &q[head * hd..(head + 1) * hd];
+            for (j, s) in scores.iter_mut().enumerate() {
+                *s = dot(q, &k[base + j * hd..base + (j + 1) * hd]);
+            }
+            softmax_in_place(&mut scores);
+            for (j, &p) in scores.iter().enumerate() {
+                for (o, &x) in o.iter_mut().zip(&v[base + j * hd..base + (j + 1) * hd]) {
+                    *o += p * x;
+                }
+            }
+        }
+    };
+    let threads = candle_core::utils::get_num_threads().clamp(1, h);
+    if threads == 1 || visible * h < ONE_QUERY_PARALLEL_MIN {
+        heads(0, &mut out);
+    } else {
+        let per = h.div_ceil(threads);
+        let heads = &heads;
+        std::thread::scope(|s| {
+            for (i, part) in out.chunks_mut(per * hd).enumerate() {
+                s.spawn(move || heads(i * per, part));
+            }
+        });
+    }
+    Ok(Some(Tensor::from_vec(out, (1, 1, h * hd), &Device::Cpu)?))
+}
+
+/// Dot product with lane-wise partial sums, so it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for ((s, x), y) in sums.iter_mut().zip(ca).zip(cb) {
+            *s += x * y;
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
 
 /// Softmax over the last axis without a mask (the vision towers), overwriting `scores` on the
@@ -266,7 +363,11 @@ mod tests {
         check(4, 4, QUERY_CHUNK * 2 + 37, 0)?;
         check(4, 2, QUERY_CHUNK + 5, 11)?;
         check(6, 2, 1, 40)?;
-        check(2, 1, 3, 0)
+        check(2, 1, 3, 0)?;
+        // One query (the decode kernel): the first position, grouped heads, and enough
+        // positions that the heads are split across threads.
+        check(4, 2, 1, 0)?;
+        check(16, 4, 1, ONE_QUERY_PARALLEL_MIN / 16 + 9)
     }
 
     #[test]
