@@ -102,6 +102,7 @@ def main():
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (N)")
     p.add_argument("--burst", type=int, default=24, help="chat requests in the burst (M)")
     p.add_argument("--max-queue", type=int, default=4)
+    p.add_argument("--max-batch", type=int, default=8, help="generations decoded together (1: one at a time)")
     p.add_argument("--uploads", type=int, default=8)
     p.add_argument("--seconds", type=float, default=5.0, help="length of each GET phase")
     p.add_argument("--max-tokens", type=int, default=32)
@@ -111,7 +112,8 @@ def main():
     data_dir = tempfile.mkdtemp(prefix="video-llava-load-")
     proc = subprocess.Popen(
         [args.bin, "serve", "--model", args.model, "--port", "0", "--data-dir", data_dir,
-         "--max-queue", str(args.max_queue), "--max-new-tokens", str(args.max_tokens)],
+         "--max-queue", str(args.max_queue), "--max-batch", str(args.max_batch),
+         "--max-new-tokens", str(args.max_tokens)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     failures = []
@@ -234,7 +236,7 @@ def main():
             return f"{statistics.median(xs) * 1000:.0f} ms (p90 {p90 * 1000:.0f} ms)"
 
         print(f"server: {args.bin}, model: {args.model}, video: {args.video}")
-        print(f"clients {args.clients}, burst {args.burst}, max-queue {args.max_queue}, max-tokens {args.max_tokens}")
+        print(f"clients {args.clients}, burst {args.burst}, max-queue {args.max_queue}, max-batch {args.max_batch}, max-tokens {args.max_tokens}")
         print(f"TTFT, idle server (5 streamed chats with the video):  {ms(ttfts)}")
         print(f"GET thumbnail.jpg, idle:                    {idle_rps:8.0f} req/s")
         print(f"GET thumbnail.jpg, during a generation:     {busy_rps:8.0f} req/s  ({busy_rps / idle_rps:.2f}x idle)")
