@@ -132,7 +132,7 @@ pub struct ServeArgs {
     /// The largest request body (an upload, a chat request with inline media), in MiB.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub max_upload_mb: u64,
-    /// Requests waiting for the model beyond the one it runs; more get 429.
+    /// Requests waiting for the model beyond those it runs (up to --max-batch); more get 429.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_queue: u32,
     /// Generations decoded together, one forward pass per token for all of them (continuous
