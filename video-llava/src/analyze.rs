@@ -30,7 +30,7 @@ use frame_sampler::{
 };
 
 use crate::generation::{GenerationParams, StopReason};
-use crate::pipeline::{Generation, Request, Timings, VideoInput, VideoLlava};
+use crate::pipeline::{Generation, Request, VideoInput, VideoLlava};
 use crate::Result;
 
 /// The question asked when none is given.
@@ -385,7 +385,7 @@ impl VideoAnalyzer {
             ..Request::default()
         };
         // The video's own work goes to its first answer.
-        let analysis = |question: &str, generation: Generation, prefix: Timings, first: bool| {
+        let analysis = |question: &str, generation: Generation, first: bool| {
             let video = |d: Duration| if first { d } else { Duration::ZERO };
             Analysis {
                 info: info.clone(),
@@ -402,9 +402,9 @@ impl VideoAnalyzer {
                     probe: video(probe),
                     sampling: video(sampling),
                     thumbnail: video(thumbnail_time),
-                    preprocess: prefix.preprocess + generation.timings.preprocess,
-                    vision: prefix.vision + generation.timings.vision,
-                    prefill: prefix.prefill + generation.timings.prefill,
+                    preprocess: generation.timings.preprocess,
+                    vision: generation.timings.vision,
+                    prefill: generation.timings.prefill,
                     decode: generation.timings.decode,
                 },
             }
@@ -415,7 +415,7 @@ impl VideoAnalyzer {
             let result = self
                 .model
                 .generate(&request, params, None, &mut |piece| on_piece(0, piece))
-                .map(|g| analysis(question, g, Timings::default(), true));
+                .map(|g| analysis(question, g, true));
             return on_result(0, result);
         }
         let conversation = match self.model.conversation(&request) {
@@ -427,14 +427,14 @@ impl VideoAnalyzer {
         drop(request);
         for (q, question) in questions.iter().enumerate() {
             let first = q == 0;
-            let prefix = if first {
-                conversation.prefix_timings()
-            } else {
-                Timings::default()
-            };
             let result = conversation
                 .generate(question, params, None, &mut |piece| on_piece(q, piece))
-                .map(|g| analysis(question, g, prefix, first));
+                .map(|mut g| {
+                    if first {
+                        conversation.charge_prefix(&mut g.timings);
+                    }
+                    analysis(question, g, first)
+                });
             on_result(q, result)?;
         }
         ControlFlow::Continue(())

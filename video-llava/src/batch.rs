@@ -83,10 +83,12 @@ impl BatchOptions {
 enum Planned {
     /// The model's own prefill.
     Fresh(Prepared),
-    /// From a cached prefix (`fresh`: computed for this request, which pays for it).
+    /// From a cached prefix (`fresh`: computed for this request, which pays for it), the
+    /// whole prompt tokenized.
     Conversation {
         conversation: Conversation,
         fresh: bool,
+        ids: Vec<u32>,
         positions: usize,
     },
 }
@@ -290,11 +292,12 @@ impl VideoLlava {
     fn plan(&self, cache: Option<&PrefixCache>, member: &BatchRequest) -> Result<Planned> {
         if let Some(cache) = cache {
             if let Some((conversation, fresh)) = cache.conversation_for(&member.request)? {
-                let positions = conversation.positions(&member.request.question, &member.params)?;
+                let ids = conversation.prompt_ids(&member.request.question, &member.params)?;
                 return Ok(Planned::Conversation {
                     conversation,
                     fresh,
-                    positions,
+                    positions: ids.len() + member.params.max_new_tokens,
+                    ids,
                 });
             }
         }
@@ -322,9 +325,10 @@ impl VideoLlava {
             Planned::Conversation {
                 conversation,
                 fresh,
+                ids,
                 ..
             } => {
-                let mut ready = conversation.start(&member.request.question, &member.params)?;
+                let mut ready = conversation.start_with(ids, &member.params)?;
                 if fresh {
                     ready.cached = 0;
                     conversation.charge_prefix(&mut ready.timings);
@@ -359,7 +363,7 @@ impl VideoLlava {
                 member.next = token;
                 Ok(Ok(member))
             }
-            None => Ok(Err(member.finish(&mut |i, p| on_piece(i, p))?)),
+            None => Ok(Err(member.finish(on_piece)?)),
         }
     }
 }

@@ -285,7 +285,11 @@ impl Conversation {
     /// Tokenizes the whole prompt, copies the positions it shares with the prefix into a cache
     /// of its own and prefills the rest.
     pub(crate) fn start(&self, question: &str, params: &GenerationParams) -> Result<Started> {
-        let ids = self.prompt_ids(question, params)?;
+        self.start_with(self.prompt_ids(question, params)?, params)
+    }
+
+    /// [`Conversation::start`] for a prompt [`Conversation::prompt_ids`] tokenized already.
+    pub(crate) fn start_with(&self, ids: Vec<u32>, params: &GenerationParams) -> Result<Started> {
         let prefix = &self.prefix;
         // At least the last prompt position is computed here: its logits start the decode.
         let cached = common_prefix(&ids, &prefix.ids).min(ids.len() - 1);
@@ -307,14 +311,9 @@ impl Conversation {
         })
     }
 
-    /// The KV positions answering `question` takes: its whole prompt and `max_new_tokens`.
-    pub(crate) fn positions(&self, question: &str, params: &GenerationParams) -> Result<usize> {
-        Ok(self.prompt_ids(question, params)?.len() + params.max_new_tokens)
-    }
-
     /// The whole prompt of `question` after the prefix, tokenized as `generate` would, and
     /// checked against the context.
-    fn prompt_ids(&self, question: &str, params: &GenerationParams) -> Result<Vec<u32>> {
+    pub(crate) fn prompt_ids(&self, question: &str, params: &GenerationParams) -> Result<Vec<u32>> {
         if question.trim().is_empty() {
             return Err(Error::InvalidRequest("the question is empty".into()));
         }

@@ -50,6 +50,7 @@ struct Entry {
 struct Inner {
     /// Least recently used first.
     entries: Vec<Entry>,
+    /// The counters and the bytes held (`entries` and `capacity` are filled in by `stats`).
     stats: PrefixCacheStats,
 }
 
@@ -95,10 +96,7 @@ impl PrefixCache {
             capacity,
             inner: Mutex::new(Inner {
                 entries: Vec::new(),
-                stats: PrefixCacheStats {
-                    capacity,
-                    ..PrefixCacheStats::default()
-                },
+                stats: PrefixCacheStats::default(),
             }),
         }
     }
@@ -110,14 +108,18 @@ impl PrefixCache {
 
     /// What it holds and has done.
     pub fn stats(&self) -> PrefixCacheStats {
-        self.lock().stats
+        let inner = self.lock();
+        PrefixCacheStats {
+            entries: inner.entries.len(),
+            capacity: self.capacity,
+            ..inner.stats
+        }
     }
 
     /// Drops every prefix.
     pub fn clear(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
-        inner.stats.entries = 0;
         inner.stats.bytes = 0;
     }
 
@@ -197,10 +199,10 @@ impl PrefixCache {
     fn keep(&self, key: [u8; 32], conversation: Conversation) {
         let bytes = conversation.prefix_bytes();
         let mut inner = self.lock();
-        if bytes > inner.stats.capacity || inner.entries.iter().any(|e| e.key == key) {
+        if bytes > self.capacity || inner.entries.iter().any(|e| e.key == key) {
             return;
         }
-        while inner.stats.bytes + bytes > inner.stats.capacity {
+        while inner.stats.bytes + bytes > self.capacity {
             let dropped = inner.entries.remove(0);
             inner.stats.bytes -= dropped.bytes;
             inner.stats.evictions += 1;
@@ -211,7 +213,6 @@ impl PrefixCache {
             bytes,
         });
         inner.stats.bytes += bytes;
-        inner.stats.entries = inner.entries.len();
     }
 }
 

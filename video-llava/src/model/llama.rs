@@ -238,18 +238,8 @@ impl Llama {
                 embeds.dims()
             )));
         }
-        if cache.layers.len() != self.layers.len() {
-            return Err(Error::InvalidRequest(
-                "the KV cache was made for another model".into(),
-            ));
-        }
+        self.check_cache(cache, seq)?;
         let offset = cache.len;
-        if offset + seq > cache.capacity {
-            return Err(Error::InvalidRequest(format!(
-                "{seq} more positions do not fit the KV cache ({offset} of {} used)",
-                cache.capacity
-            )));
-        }
         let device = self.embed_tokens.device();
         let dtype = self.embed_tokens.dtype();
         let mut xs = embeds.to_device(device)?.to_dtype(dtype)?;
@@ -263,6 +253,22 @@ impl Llama {
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps as f32)?;
         let logits = self.lm_head.forward(&last)?;
         Ok(logits.reshape(self.cfg.vocab_size)?.to_dtype(DType::F32)?)
+    }
+
+    /// Whether `cache` is this model's and has room for `more` positions.
+    fn check_cache(&self, cache: &KvCache, more: usize) -> Result<()> {
+        if cache.layers.len() != self.layers.len() {
+            return Err(Error::InvalidRequest(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        if cache.len + more > cache.capacity {
+            return Err(Error::InvalidRequest(format!(
+                "{more} more positions do not fit the KV cache ({} of {} used)",
+                cache.len, cache.capacity
+            )));
+        }
+        Ok(())
     }
 
     /// One decode step of several sequences: `ids[i]` goes in at position `caches[i].len()` of
@@ -282,17 +288,7 @@ impl Llama {
             )));
         }
         for cache in caches.iter() {
-            if cache.layers.len() != self.layers.len() {
-                return Err(Error::InvalidRequest(
-                    "the KV cache was made for another model".into(),
-                ));
-            }
-            if cache.len + 1 > cache.capacity {
-                return Err(Error::InvalidRequest(format!(
-                    "one more position does not fit the KV cache ({} of {} used)",
-                    cache.len, cache.capacity
-                )));
-            }
+            self.check_cache(cache, 1)?;
         }
         let d = self.cfg.hidden_size;
         let offsets: Vec<usize> = caches.iter().map(|c| c.len).collect();

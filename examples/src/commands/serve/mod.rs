@@ -125,6 +125,11 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `n` MiB in bytes (the CLI bounds `n`; past `usize`, as many as there can be).
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
 /// A random id with a prefix (`vid_1f3a...`).
 pub fn new_id(prefix: &str) -> String {
     format!(
@@ -213,15 +218,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
                 let loaded = crate::commands::analyze::load(&args.model, &args.load);
                 match loaded {
                     Ok(model) => {
-                        let bytes = usize::try_from(args.prefix_cache_mb * 1024 * 1024)
-                            .unwrap_or(usize::MAX);
-                        let cache = Arc::new(PrefixCache::new(model.clone(), bytes));
+                        let cache =
+                            Arc::new(PrefixCache::new(model.clone(), mib(args.prefix_cache_mb)));
                         let _ = state.prefix_cache.set(cache.clone());
                         let batch = video_llava::BatchOptions {
                             max_batch: usize::from(args.max_batch),
-                            max_kv_bytes: (args.max_kv_mb > 0).then(|| {
-                                usize::try_from(args.max_kv_mb * 1024 * 1024).unwrap_or(usize::MAX)
-                            }),
+                            max_kv_bytes: (args.max_kv_mb > 0).then(|| mib(args.max_kv_mb)),
                         };
                         queue::start_worker(
                             cache,
