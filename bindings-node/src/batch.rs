@@ -66,18 +66,25 @@ pub struct BatchTask {
     listeners: Vec<AbortListener>,
 }
 
-/// Starts `generateBatch`.
+/// Starts `generateBatch`. Bad arguments reject the promise with `ERR_INVALID_ARGUMENT`, as
+/// `generate`'s do.
 pub fn start(
     env: &Env,
     model: RsVideoLlava,
-    requests: Vec<Unknown<'_>>,
+    requests: Unknown<'_>,
     options: Option<Unknown<'_>>,
 ) -> napi::bindgen_prelude::AsyncTask<BatchTask> {
+    let (requests, options) = match args::required::<Vec<Unknown<'_>>>("requests", requests) {
+        Ok(requests) => (
+            requests,
+            args::options::<BatchOptions>("options", options).and_then(BatchOptions::convert),
+        ),
+        Err(failure) => (Vec::new(), Err(failure)),
+    };
     let mut calls: Vec<Call> = requests.into_iter().map(Call::from_arg).collect();
     let cancels: Vec<CancelToken> = calls.iter().map(|c| c.cancel.clone()).collect();
     let teardowns = cancels.iter().map(|c| TeardownGuard::new(env, c)).collect();
     let listeners = calls.iter_mut().filter_map(|c| c.listener.take()).collect();
-    let options = args::options::<BatchOptions>("options", options).and_then(BatchOptions::convert);
     napi::bindgen_prelude::AsyncTask::new(BatchTask {
         model,
         calls: Some(calls),
@@ -121,12 +128,8 @@ impl Task for BatchTask {
         }
         let options = match options {
             Ok(options) => options,
-            Err(failure) => {
-                return Ok(results
-                    .into_iter()
-                    .map(|_| Err(JsFailure::new(failure.code, failure.message.clone())))
-                    .collect())
-            }
+            // The promise rejects with the first failure: this one.
+            Err(failure) => return Ok(vec![Err(failure)]),
         };
         let sinks = &self.sinks;
         let model = &self.model;

@@ -583,7 +583,7 @@ impl VideoLlava {
     pub fn generate_batch(
         &self,
         env: Env,
-        requests: Vec<Unknown<'_>>,
+        requests: Unknown<'_>,
         options: Option<Unknown<'_>>,
     ) -> AsyncTask<crate::batch::BatchTask> {
         crate::batch::start(&env, self.inner.clone(), requests, options)

@@ -69,6 +69,10 @@ describe('generateBatch', () => {
       await assert.rejects(model.generateBatch([requests[2]], options), (e) => e.code === 'ERR_INVALID_ARGUMENT', JSON.stringify(options))
     }
     await assert.rejects(model.generateBatch([{ maxNewTokens: 3 }]), /prompt/)
+    for (const bad of ['Why', 7, null]) {
+      await assert.rejects(model.generateBatch(bad), (e) => e.code === 'ERR_INVALID_ARGUMENT', String(bad))
+    }
+    await assert.rejects(model.generateBatch([], { maxBatch: 0 }), (e) => e.code === 'ERR_INVALID_ARGUMENT')
     assert.deepEqual(await model.generateBatch([]), [])
   })
 })
