@@ -47,3 +47,40 @@ pub fn options<T: FromNapiValue + Default>(
         Some(_) => Err(JsFailure::invalid(format!("{what} must be an object"))),
     }
 }
+
+/// The engine's option names (snake_case, as Rust and Python spell them) and the camelCase the
+/// JS options use, for the core's validation messages.
+const FIELDS: [(&str, &str); 11] = [
+    ("num_frames", "numFrames"),
+    ("max_bytes", "maxBytes"),
+    ("shortest_side", "shortestSide"),
+    ("max_side", "maxSide"),
+    ("max_size", "maxSize"),
+    ("max_new_tokens", "maxNewTokens"),
+    ("top_p", "topP"),
+    ("top_k", "topK"),
+    ("repetition_penalty", "repetitionPenalty"),
+    ("max_batch", "maxBatch"),
+    ("max_kv_bytes", "maxKvBytes"),
+];
+
+/// `message` with every option name the core writes in snake_case renamed to camelCase; only
+/// whole words (a file name like `clip_max_side.mp4` stays as it is).
+pub fn camel_case_fields(message: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(|c: char| is_word(c)) {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let word = &rest[..end];
+        match FIELDS.iter().find(|(snake, _)| *snake == word) {
+            Some((_, camel)) => out.push_str(camel),
+            None => out.push_str(word),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -46,9 +46,7 @@ impl BatchOptions {
                 .map_or(RsBatchOptions::default().max_batch, |n| n as usize),
             max_kv_bytes,
         };
-        options
-            .validate()
-            .map_err(|e| JsFailure::invalid(e.to_string().replace("max_batch", "maxBatch")))?;
+        options.validate().map_err(JsFailure::from)?;
         Ok(options)
     }
 }

@@ -9,6 +9,7 @@ use std::io;
 
 use napi::bindgen_prelude::{JsObjectValue, JsValue};
 use napi::{Env, Status};
+use video_llava::ErrorKind;
 
 /// The `.code` of an aborted call, as Node's own `AbortError` has it.
 pub const ABORT_ERR: &str = "ABORT_ERR";
@@ -48,7 +49,7 @@ impl JsFailure {
 
     /// An `ERR_INVALID_ARGUMENT` failure: the call's arguments or options are wrong.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new("ERR_INVALID_ARGUMENT", message)
+        Self::of_kind(ErrorKind::InvalidRequest, message.into())
     }
 
     /// The rejection of a call whose `AbortSignal` fired: `name` `AbortError`, code `ABORT_ERR`.
@@ -128,36 +129,73 @@ fn io_code(kind: io::ErrorKind) -> &'static str {
     }
 }
 
+/// The `.code` for each of the engine's error kinds: the one table Node reads. The kind is the
+/// core's ([`video_llava::Error::kind`]), so the CLI's `error_kind`, the server's error codes,
+/// Python's exception classes and this `.code` always agree on what failed.
+fn code_of(kind: ErrorKind) -> &'static str {
+    use ErrorKind as K;
+    match kind {
+        K::NotFound => "ENOENT",
+        K::VideoDecode => "ERR_VIDEO_DECODE",
+        K::NoVideoStream => "ERR_NO_VIDEO_STREAM",
+        K::ImageDecode => "ERR_IMAGE_DECODE",
+        K::ImageEncode => "ERR_IMAGE_ENCODE",
+        K::InvalidRequest => "ERR_INVALID_ARGUMENT",
+        K::PromptTooLong => "ERR_PROMPT_TOO_LONG",
+        K::TooLarge => "ERR_TOO_LARGE",
+        K::ModelNotFound | K::ModelLoad => "ERR_MODEL_LOAD",
+        K::Tokenizer => "ERR_TOKENIZER",
+        K::Download => "ERR_DOWNLOAD",
+        K::Device => "ERR_DEVICE",
+        K::Generation => "ERR_COMPUTE",
+        K::Io => "ERR_IO",
+        // `Other`, and kinds a newer core adds (the enum is non-exhaustive).
+        _ => "ERR_VIDEO_LLAVA",
+    }
+}
+
+impl JsFailure {
+    /// A failure of the engine's kind `kind`: `.code` from [`code_of`], `.kind` the core's name.
+    /// A request the core refused names the option in snake_case; JS spells it in camelCase.
+    fn of_kind(kind: ErrorKind, message: String) -> Self {
+        let message = match kind {
+            ErrorKind::InvalidRequest | ErrorKind::PromptTooLong => {
+                crate::args::camel_case_fields(&message)
+            }
+            _ => message,
+        };
+        Self::new(code_of(kind), message).with_str("kind", kind.as_str())
+    }
+}
+
 impl From<frame_sampler::Error> for JsFailure {
     fn from(err: frame_sampler::Error) -> Self {
         use frame_sampler::Error as E;
-        let message = err.to_string();
+        let kind = ErrorKind::of_video(&err);
+        let failure = Self::of_kind(kind, err.to_string());
+        // The facts the error carries become properties; the code is the kind's.
         match err {
-            E::NotFound { source_name } => {
-                Self::new("ENOENT", message).with_str("path", source_name)
+            E::NotFound { source_name } => failure.with_str("path", source_name),
+            // A file FFmpeg cannot open at all is told apart from one that fails mid-decode
+            // (documented as its own code); both are the core's `VideoDecode`.
+            E::Open { source_name, .. } => JsFailure {
+                code: "ERR_VIDEO_OPEN",
+                ..failure
             }
-            E::Open { source_name, .. } => {
-                Self::new("ERR_VIDEO_OPEN", message).with_str("source", source_name)
-            }
-            E::NoVideoStream { source_name } => {
-                Self::new("ERR_NO_VIDEO_STREAM", message).with_str("source", source_name)
+            .with_str("source", source_name),
+            E::NoVideoStream { source_name } | E::TooLarge { source_name, .. } => {
+                failure.with_str("source", source_name)
             }
             E::Decode {
                 source_name, frame, ..
             } => {
-                let failure =
-                    Self::new("ERR_VIDEO_DECODE", message).with_str("source", source_name);
+                let failure = failure.with_str("source", source_name);
                 match frame {
                     Some(f) => failure.with_num("frame", f as f64),
                     None => failure,
                 }
             }
-            E::InvalidRequest(_) => Self::invalid(message),
-            E::TooLarge { source_name, .. } => {
-                Self::new("ERR_TOO_LARGE", message).with_str("source", source_name)
-            }
-            E::Encode { .. } => Self::new("ERR_IMAGE_ENCODE", message),
-            _ => Self::new("ERR_VIDEO", message),
+            _ => failure,
         }
     }
 }
@@ -165,35 +203,38 @@ impl From<frame_sampler::Error> for JsFailure {
 impl From<video_llava::Error> for JsFailure {
     fn from(err: video_llava::Error) -> Self {
         use video_llava::Error as E;
+        let kind = err.kind();
         let message = err.to_string();
         match err {
+            E::Video(inner) => Self::from(inner),
             E::MissingFile { dir, .. } | E::PickleOnly { dir } => {
-                Self::new("ERR_MODEL_LOAD", message).with_str("path", dir.display().to_string())
+                Self::of_kind(kind, message).with_str("path", dir.display().to_string())
             }
             E::Config { path, .. } | E::Weights { path, .. } => {
-                Self::new("ERR_MODEL_LOAD", message).with_str("path", path.display().to_string())
+                Self::of_kind(kind, message).with_str("path", path.display().to_string())
             }
-            E::Tokenizer(_) => Self::new("ERR_TOKENIZER", message),
-            E::InvalidRequest(_) => Self::invalid(message),
             E::PromptTooLong {
                 tokens,
                 max_new_tokens,
                 context,
-            } => Self::new("ERR_PROMPT_TOO_LONG", message)
+            } => Self::of_kind(kind, message)
                 .with_num("tokens", tokens as f64)
                 .with_num("maxNewTokens", max_new_tokens as f64)
                 .with_num("context", context as f64),
-            E::KvMemory { needed, limit } => Self::new("ERR_TOO_LARGE", message)
+            E::KvMemory { needed, limit } => Self::of_kind(kind, message)
                 .with_num("needed", needed as f64)
                 .with_num("limit", limit as f64),
-            E::Download { repo, .. } => Self::new("ERR_DOWNLOAD", message).with_str("repo", repo),
-            E::Device(_) => Self::new("ERR_DEVICE", message),
-            E::Video(inner) => Self::from(inner),
-            E::Image(_) => Self::new("ERR_IMAGE_DECODE", message),
-            E::Compute(_) => Self::new("ERR_COMPUTE", message),
-            E::Io { path, source } => Self::new(io_code(source.kind()), message)
-                .with_str("path", path.display().to_string()),
-            _ => Self::new("ERR_VIDEO_LLAVA", message),
+            E::Download { repo, .. } => Self::of_kind(kind, message).with_str("repo", repo),
+            E::Io { path, source } => {
+                let failure =
+                    Self::of_kind(kind, message).with_str("path", path.display().to_string());
+                // Errno-style codes for the I/O kinds `fs` users know; the kind stays the core's.
+                JsFailure {
+                    code: io_code(source.kind()),
+                    ..failure
+                }
+            }
+            _ => Self::of_kind(kind, message),
         }
     }
 }

@@ -196,31 +196,17 @@ impl From<RsThumbnail> for Thumbnail {
     }
 }
 
-fn positive(name: &str, value: u32) -> Result<usize, JsFailure> {
-    if value == 0 {
-        return Err(JsFailure::invalid(format!("{name} must be at least 1")));
-    }
-    Ok(value as usize)
-}
-
 impl ResizeOptions {
+    /// The one shape given; the sizes are checked by the core ([`SampleOptions::validate`]).
     fn to_resize(&self) -> Result<Resize, JsFailure> {
-        let resize = match (self.shortest_side, self.max_side, self.width, self.height) {
-            (Some(s), None, None, None) => Resize::ShortestSide(s),
-            (None, Some(m), None, None) => Resize::MaxSide(m),
-            (None, None, Some(width), Some(height)) => Resize::Exact { width, height },
-            _ => return Err(JsFailure::invalid(
+        match (self.shortest_side, self.max_side, self.width, self.height) {
+            (Some(s), None, None, None) => Ok(Resize::ShortestSide(s)),
+            (None, Some(m), None, None) => Ok(Resize::MaxSide(m)),
+            (None, None, Some(width), Some(height)) => Ok(Resize::Exact { width, height }),
+            _ => Err(JsFailure::invalid(
                 "resize: give exactly one of { shortestSide }, { maxSide } or { width, height }",
             )),
-        };
-        let sides_ok = match resize {
-            Resize::ShortestSide(s) | Resize::MaxSide(s) => s > 0,
-            Resize::Exact { width, height } => width > 0 && height > 0,
-        };
-        if !sides_ok {
-            return Err(JsFailure::invalid("resize: sizes must be at least 1 pixel"));
         }
-        Ok(resize)
     }
 }
 
@@ -237,7 +223,7 @@ impl SampleFramesOptions {
                 "give at most one of indices, timestamps and every",
             ));
         }
-        let n = || positive("numFrames", self.num_frames.unwrap_or(8));
+        let n = self.num_frames.unwrap_or(8) as usize;
         let sampling = if let Some(indices) = &self.indices {
             let indices = indices
                 .iter()
@@ -248,24 +234,14 @@ impl SampleFramesOptions {
                 .collect::<Result<Vec<_>, _>>()?;
             Sampling::Indices(indices)
         } else if let Some(times) = &self.timestamps {
-            if let Some(bad) = times.iter().find(|t| !t.is_finite() || **t < 0.0) {
-                return Err(JsFailure::invalid(format!(
-                    "timestamps must be finite and >= 0, got {bad}"
-                )));
-            }
             Sampling::Timestamps(times.clone())
         } else if let Some(every) = self.every {
-            if !(every.is_finite() && every > 0.0) {
-                return Err(JsFailure::invalid(format!(
-                    "every must be a positive number of seconds, got {every}"
-                )));
-            }
             Sampling::Every(every)
         } else {
             match self.sampling.as_deref().unwrap_or("uniform") {
-                "uniform" => Sampling::Uniform(n()?),
-                "linspace" => Sampling::Linspace(n()?),
-                "keyframes" => Sampling::Keyframes { max: n()? },
+                "uniform" => Sampling::Uniform(n),
+                "linspace" => Sampling::Linspace(n),
+                "keyframes" => Sampling::Keyframes { max: n },
                 other => {
                     return Err(JsFailure::invalid(format!(
                         "unknown sampling {other:?} (expected 'uniform', 'linspace' or 'keyframes')"
@@ -293,13 +269,15 @@ impl SampleFramesOptions {
             .rotate(self.rotate.unwrap_or(true))
             .threads(self.threads.unwrap_or(0) as usize);
         if let Some(max) = self.max_bytes {
-            if !(max.is_finite() && max >= 1.0) {
+            // A JS number: NaN, fractions and negatives have no usize; the core checks the rest.
+            if !(max.is_finite() && max >= 0.0 && max.fract() == 0.0) {
                 return Err(JsFailure::invalid(format!(
-                    "maxBytes must be a positive number, got {max}"
+                    "maxBytes must be a whole number of bytes, got {max}"
                 )));
             }
-            options.max_bytes = max as usize;
+            options.max_bytes = max.min(usize::MAX as f64) as usize;
         }
+        options.validate().map_err(JsFailure::from)?;
         Ok(options)
     }
 }
@@ -315,19 +293,17 @@ impl ThumbnailOptions {
         };
         let quality = match self.quality {
             None => defaults.quality,
-            Some(q @ 1..=100) => q as u8,
-            Some(q) => {
-                return Err(JsFailure::invalid(format!(
-                    "quality must be 1-100, got {q}"
-                )))
-            }
+            // Past a u8 is past 100: the core's check refuses it with the same message.
+            Some(q) => q.min(u8::MAX as u32) as u8,
         };
-        Ok(RsThumbnailOptions {
-            max_size: positive("maxSize", self.max_size.unwrap_or(defaults.max_size))? as u32,
+        let options = RsThumbnailOptions {
+            max_size: self.max_size.unwrap_or(defaults.max_size),
             format,
             quality,
             rotate: self.rotate.unwrap_or(defaults.rotate),
-        })
+        };
+        options.validate().map_err(JsFailure::from)?;
+        Ok(options)
     }
 }
 
@@ -430,7 +406,8 @@ pub(crate) fn storyboard_request(
     n: Unknown<'_>,
     options: Option<Unknown<'_>>,
 ) -> Result<(usize, RsThumbnailOptions), JsFailure> {
-    let n = args::required::<u32>("n", n).and_then(|n| positive("n", n))?;
+    // n = 0 is refused by the core, before the video is opened.
+    let n = args::required::<u32>("n", n)? as usize;
     Ok((n, thumbnail_request(options)?))
 }
 

@@ -634,12 +634,8 @@ impl VideoLlava {
         options: Option<Unknown<'_>>,
     ) -> AsyncTask<GenerateIdsTask> {
         let inputs =
-            raw_inputs(input_ids, options).and_then(
-                |(inputs, max_new_tokens)| match max_new_tokens {
-                    Some(0) => Err(JsFailure::invalid("maxNewTokens must be at least 1")),
-                    n => Ok((inputs, n.unwrap_or(16) as usize)),
-                },
-            );
+            // maxNewTokens 0 is refused by the core (`generate_ids` validates its parameters).
+            raw_inputs(input_ids, options).map(|(inputs, n)| (inputs, n.unwrap_or(16) as usize));
         AsyncTask::new(GenerateIdsTask {
             model: self.inner.clone(),
             inputs: Some(inputs),

@@ -297,36 +297,17 @@ fn to_image(image: JsImage) -> Result<ImageInput, JsFailure> {
 
 fn to_params(knobs: GenerationKnobs) -> Result<GenerationParams, JsFailure> {
     let defaults = GenerationParams::default();
-    let max_new_tokens = match knobs.max_new_tokens {
-        Some(0) => return Err(JsFailure::invalid("maxNewTokens must be at least 1")),
-        Some(n) => n as usize,
-        None => defaults.max_new_tokens,
-    };
+    // Only what JS numbers need (a u32 or i64 to usize/u64) is converted here; the values are
+    // checked by the core (`GenerationParams::validate`), its messages in camelCase.
+    let max_new_tokens = knobs
+        .max_new_tokens
+        .map_or(defaults.max_new_tokens, |n| n as usize);
     let temperature = knobs.temperature.unwrap_or(defaults.temperature);
-    if !(temperature.is_finite() && temperature >= 0.0) {
-        return Err(JsFailure::invalid(format!(
-            "temperature must be >= 0, got {temperature}"
-        )));
-    }
     let top_p = knobs.top_p.unwrap_or(defaults.top_p);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(JsFailure::invalid(format!(
-            "topP must be in (0, 1], got {top_p}"
-        )));
-    }
-    let top_k = match knobs.top_k {
-        Some(0) => return Err(JsFailure::invalid("topK must be at least 1")),
-        k => k.map(|k| k as usize),
-    };
-    let repetition_penalty = match knobs.repetition_penalty {
-        None => defaults.repetition_penalty,
-        Some(p) if p.is_finite() && p > 0.0 => p as f32,
-        Some(p) => {
-            return Err(JsFailure::invalid(format!(
-                "repetitionPenalty must be > 0, got {p}"
-            )))
-        }
-    };
+    let top_k = knobs.top_k.map(|k| k as usize);
+    let repetition_penalty = knobs
+        .repetition_penalty
+        .map_or(defaults.repetition_penalty, |p| p as f32);
     let seed = match knobs.seed {
         None => None,
         Some(s) => Some(
@@ -339,10 +320,7 @@ fn to_params(knobs: GenerationKnobs) -> Result<GenerationParams, JsFailure> {
         Some(Either::A(one)) => vec![one],
         Some(Either::B(many)) => many,
     };
-    if stop.iter().any(String::is_empty) {
-        return Err(JsFailure::invalid("stop strings must not be empty"));
-    }
-    Ok(GenerationParams {
+    let params = GenerationParams {
         max_new_tokens,
         temperature,
         top_p,
@@ -350,5 +328,7 @@ fn to_params(knobs: GenerationKnobs) -> Result<GenerationParams, JsFailure> {
         repetition_penalty,
         seed,
         stop,
-    })
+    };
+    params.validate().map_err(JsFailure::from)?;
+    Ok(params)
 }

@@ -166,13 +166,13 @@ describe('thumbnail and storyboard', () => {
 
 describe('bad input rejects with a stable .code', () => {
   const cases = [
-    ['bad_empty.mp4', 'ERR_VIDEO_OPEN'],
-    ['bad_random.mp4', 'ERR_VIDEO_OPEN'],
-    ['bad_truncated_moov_end.mp4', 'ERR_VIDEO_OPEN'],
-    ['bad_audio_only.m4a', 'ERR_NO_VIDEO_STREAM'],
-    ['bad_png_renamed.mp4', 'ERR_VIDEO_OPEN'],
+    ['bad_empty.mp4', 'ERR_VIDEO_OPEN', 'video_decode'],
+    ['bad_random.mp4', 'ERR_VIDEO_OPEN', 'video_decode'],
+    ['bad_truncated_moov_end.mp4', 'ERR_VIDEO_OPEN', 'video_decode'],
+    ['bad_audio_only.m4a', 'ERR_NO_VIDEO_STREAM', 'no_video_stream'],
+    ['bad_png_renamed.mp4', 'ERR_VIDEO_OPEN', 'video_decode'],
   ]
-  for (const [name, code] of cases) {
+  for (const [name, code, kind] of cases) {
     it(`${name} -> ${code} (path and bytes, every call)`, async () => {
       const path = video(name)
       for (const source of [path, readFileSync(path)]) {
@@ -180,6 +180,8 @@ describe('bad input rejects with a stable .code', () => {
           await assert.rejects(call(), (err) => {
             assert.ok(err instanceof Error)
             assert.equal(err.code, code, `${name}: ${err.code}: ${err.message}`)
+            // The core's classification, the same name the CLI's error_kind and the server use.
+            assert.equal(err.kind, kind, `${name}: ${err.kind}`)
             return true
           })
         }
@@ -190,12 +192,12 @@ describe('bad input rejects with a stable .code', () => {
   it('a missing file -> ENOENT with the path', async () => {
     const missing = '/nonexistent/dir/clip.mp4'
     for (const call of [() => probe(missing), () => sampleFrames(missing), () => thumbnail(missing), () => storyboard(missing, 3)]) {
-      await assert.rejects(call(), (err) => err.code === 'ENOENT' && err.message.includes(missing))
+      await assert.rejects(call(), (err) => err.code === 'ENOENT' && err.kind === 'not_found' && err.message.includes(missing))
     }
   })
 
   it('frames over the memory budget -> ERR_TOO_LARGE, unless a resize brings them under', async () => {
-    await assert.rejects(sampleFrames(video('huge_8192.mp4'), { numFrames: 2, maxBytes: 64 << 20 }), { code: 'ERR_TOO_LARGE' })
+    await assert.rejects(sampleFrames(video('huge_8192.mp4'), { numFrames: 2, maxBytes: 64 << 20 }), { code: 'ERR_TOO_LARGE', kind: 'too_large' })
     await assert.rejects(sampleFrames(H264, { numFrames: 8, maxBytes: 1000 }), { code: 'ERR_TOO_LARGE' })
     const small = await sampleFrames(video('huge_8192.mp4'), { numFrames: 2, maxBytes: 64 << 20, resize: { maxSide: 256 } })
     assert.deepEqual([small.width, small.height], [256, 256])
@@ -230,6 +232,32 @@ describe('bad input rejects with a stable .code', () => {
       assert.doesNotThrow(() => (pending = call()), `${call} threw synchronously`)
       await assert.rejects(pending, (err) => {
         assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${call}: ${err.code} ${err.message}`)
+        assert.equal(err.kind, 'invalid_request')
+        return true
+      })
+    }
+  })
+
+  it('the core checks the values and the message names the JS option', async () => {
+    // Refused before the file is opened (it does not exist), in the option's camelCase name.
+    const missing = '/nonexistent/clip.mp4'
+    const cases = [
+      [() => sampleFrames(missing, { numFrames: 0 }), /numFrames/],
+      [() => sampleFrames(missing, { resize: { maxSide: 0 } }), /maxSide/],
+      [() => sampleFrames(missing, { resize: { shortestSide: 0 } }), /shortestSide/],
+      [() => sampleFrames(missing, { maxBytes: 0 }), /maxBytes/],
+      [() => sampleFrames(missing, { timestamps: [Number.NaN] }), /timestamps/],
+      [() => thumbnail(missing, { maxSize: 0 }), /maxSize/],
+      [() => thumbnail(missing, { quality: 101 }), /quality must be 1-100/],
+      // Only whole option names are renamed: a path that contains one is left as it is.
+      [() => sampleFrames(H264, { timestamps: [1e9] }), /past the end/],
+    ]
+    for (const [call, message] of cases) {
+      await assert.rejects(call(), (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${call}: ${err.code} ${err.message}`)
+        assert.match(err.message, message)
+        assert.doesNotMatch(err.message.replace(H264, ''), /[a-z]_[a-z]/, `snake_case left in: ${err.message}`)
+        if (call.toString().includes('1e9')) assert.ok(err.message.includes(H264), err.message)
         return true
       })
     }

@@ -72,6 +72,7 @@ pub fn probe(source: &Source) -> Result<VideoInfo> {
 
 /// Decodes the frames `options` asks for and returns them as one contiguous RGB8 batch.
 pub fn sample_frames(source: &Source, options: &SampleOptions) -> Result<FrameBatch> {
+    options.validate()?;
     Video::open(source.clone())?.sample(options)
 }
 
@@ -80,6 +81,7 @@ pub fn sample_frames_with_stats(
     source: &Source,
     options: &SampleOptions,
 ) -> Result<(FrameBatch, SampleStats)> {
+    options.validate()?;
     Video::open(source.clone())?.sample_with_stats(options)
 }
 

@@ -162,6 +162,54 @@ impl SampleOptions {
         self.threads = threads;
         self
     }
+
+    /// Checks everything about the request that does not depend on the video: a frame count of
+    /// at least 1 (`num_frames`), timestamps that are finite and `>= 0`, `every` a positive number
+    /// of seconds, resize sides of at least 1 pixel, `max_bytes` at least 1. [`crate::sample_frames`]
+    /// and [`crate::Video::sample`] call it first; front ends call it to refuse a request before
+    /// opening anything. Indices past the end, timestamps past the end and frames over
+    /// `max_bytes` depend on the video and are found when sampling.
+    ///
+    /// Errors: [`crate::Error::InvalidRequest`] naming the field (in snake_case).
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::InvalidRequest(m));
+        match &self.sampling {
+            Sampling::Uniform(0) | Sampling::Linspace(0) | Sampling::Keyframes { max: 0 } => {
+                return bad("num_frames must be at least 1".into())
+            }
+            Sampling::Timestamps(times) => {
+                if let Some(t) = times.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+                    return bad(format!(
+                        "timestamps must be finite numbers of seconds >= 0, got {t}"
+                    ));
+                }
+            }
+            Sampling::Every(every) if !(every.is_finite() && *every > 0.0) => {
+                return bad(format!(
+                    "every must be a positive number of seconds, got {every}"
+                ))
+            }
+            _ => {}
+        }
+        match self.resize {
+            Some(Resize::ShortestSide(0)) => {
+                return bad("resize shortest_side must be at least 1 pixel".into())
+            }
+            Some(Resize::MaxSide(0)) => {
+                return bad("resize max_side must be at least 1 pixel".into())
+            }
+            Some(Resize::Exact { width, height }) if width == 0 || height == 0 => {
+                return bad(format!(
+                    "resize width and height must be at least 1 pixel, got {width}x{height}"
+                ))
+            }
+            _ => {}
+        }
+        if self.max_bytes == 0 {
+            return bad("max_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// Sampled frames: one contiguous `N x H x W x 3` RGB8 buffer plus each frame's index and time.
@@ -242,6 +290,16 @@ pub struct ThumbnailOptions {
     pub quality: u8,
     /// Apply rotation (default true).
     pub rotate: bool,
+}
+
+impl ThumbnailOptions {
+    /// Checks the options before anything is opened: `max_size` at least 1 pixel, `quality`
+    /// 1-100. [`crate::thumbnail`] and [`crate::storyboard`] call it first.
+    ///
+    /// Errors: [`crate::Error::InvalidRequest`] naming the field (in snake_case).
+    pub fn validate(&self) -> crate::Result<()> {
+        crate::thumbnail::validate(self)
+    }
 }
 
 impl Default for ThumbnailOptions {

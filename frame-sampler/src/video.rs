@@ -119,6 +119,7 @@ impl Video {
         &mut self,
         options: &SampleOptions,
     ) -> Result<(FrameBatch, SampleStats)> {
+        options.validate()?;
         sample::sample(self, options, true)
     }
 

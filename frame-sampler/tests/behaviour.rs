@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use frame_sampler::{
     probe, sample_frames, sample_frames_with_stats, Error, FrameCountSource, Resize, SampleOptions,
-    Sampling, SeekMode, Source,
+    Sampling, SeekMode, Source, ThumbnailOptions, Video,
 };
 
 fn opts(s: Sampling) -> SampleOptions {
@@ -323,6 +323,51 @@ fn invalid_requests() {
     let last = sample_frames(&ts, &opts(Sampling::Indices(vec![179]))).unwrap();
     assert_eq!(last.indices, vec![179]);
     assert!(!last.clamped);
+}
+
+#[test]
+fn a_request_that_is_wrong_whatever_the_video_is_refused_before_opening() {
+    // The file does not exist: a request-only mistake is still reported as the request's, and
+    // names the option, since nothing had to be opened to find it.
+    let missing = Source::from("/nonexistent/clip.mp4");
+    let refused = |options: SampleOptions, field: &str| match sample_frames(&missing, &options) {
+        Err(Error::InvalidRequest(m)) => assert!(m.contains(field), "{m}"),
+        other => panic!("{field}: {other:?}"),
+    };
+    refused(opts(Sampling::Uniform(0)), "num_frames");
+    refused(opts(Sampling::Linspace(0)), "num_frames");
+    refused(opts(Sampling::Timestamps(vec![1.0, -0.5])), "timestamps");
+    refused(opts(Sampling::Every(f64::INFINITY)), "every");
+    refused(
+        opts(Sampling::Uniform(2)).resize(Some(Resize::MaxSide(0))),
+        "max_side",
+    );
+    refused(
+        opts(Sampling::Uniform(2)).resize(Some(Resize::Exact {
+            width: 4,
+            height: 0,
+        })),
+        "height",
+    );
+    let mut none = opts(Sampling::Uniform(2));
+    none.max_bytes = 0;
+    refused(none, "max_bytes");
+    // A valid request reaches the file, and the file's own error comes back.
+    assert!(matches!(
+        sample_frames(&missing, &opts(Sampling::Uniform(2))),
+        Err(Error::NotFound { .. })
+    ));
+    // The same checks on an open handle.
+    let mut handle = Video::open(Source::from(video("h264_bframes_longgop.mp4"))).unwrap();
+    assert!(matches!(
+        handle.sample(&opts(Sampling::Uniform(0))),
+        Err(Error::InvalidRequest(_))
+    ));
+    let bad_thumb = ThumbnailOptions {
+        quality: 0,
+        ..ThumbnailOptions::default()
+    };
+    assert!(matches!(bad_thumb.validate(), Err(Error::InvalidRequest(m)) if m.contains("quality")));
 }
 
 #[test]
