@@ -48,6 +48,18 @@ pub fn options<T: FromNapiValue + Default>(
     }
 }
 
+/// A byte count given as a JS number: a whole number `>= 0` (past `usize`, as many as there can
+/// be); what the count may be is the core's to check.
+pub fn whole_bytes(what: &str, value: f64) -> Result<usize, JsFailure> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
+        Ok(value.min(usize::MAX as f64) as usize)
+    } else {
+        Err(JsFailure::invalid(format!(
+            "{what} must be a whole number of bytes >= 0, got {value}"
+        )))
+    }
+}
+
 /// The engine's option names (snake_case, as Rust and Python spell them) and the camelCase the
 /// JS options use, for the core's validation messages.
 const FIELDS: [(&str, &str); 11] = [

@@ -31,15 +31,10 @@ pub struct BatchOptions {
 
 impl BatchOptions {
     fn convert(self) -> Result<RsBatchOptions, JsFailure> {
-        let max_kv_bytes = match self.max_kv_bytes {
-            None => None,
-            Some(b) if b.is_finite() && b >= 0.0 && b.fract() == 0.0 => Some(b as usize),
-            Some(b) => {
-                return Err(JsFailure::invalid(format!(
-                    "maxKvBytes must be a whole number of bytes >= 0, got {b}"
-                )))
-            }
-        };
+        let max_kv_bytes = self
+            .max_kv_bytes
+            .map(|b| args::whole_bytes("maxKvBytes", b))
+            .transpose()?;
         let options = RsBatchOptions {
             max_batch: self
                 .max_batch

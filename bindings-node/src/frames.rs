@@ -269,13 +269,7 @@ impl SampleFramesOptions {
             .rotate(self.rotate.unwrap_or(true))
             .threads(self.threads.unwrap_or(0) as usize);
         if let Some(max) = self.max_bytes {
-            // A JS number: NaN, fractions and negatives have no usize; the core checks the rest.
-            if !(max.is_finite() && max >= 0.0 && max.fract() == 0.0) {
-                return Err(JsFailure::invalid(format!(
-                    "maxBytes must be a whole number of bytes, got {max}"
-                )));
-            }
-            options.max_bytes = max.min(usize::MAX as f64) as usize;
+            options.max_bytes = args::whole_bytes("maxBytes", max)?;
         }
         options.validate().map_err(JsFailure::from)?;
         Ok(options)
@@ -291,10 +285,12 @@ impl ThumbnailOptions {
                 .parse::<ImageFormat>()
                 .map_err(|e| JsFailure::invalid(e.to_string()))?,
         };
+        // A u32 past a u8 cannot be a quality; within a u8 the core checks 1-100.
         let quality = match self.quality {
             None => defaults.quality,
-            // Past a u8 is past 100: the core's check refuses it with the same message.
-            Some(q) => q.min(u8::MAX as u32) as u8,
+            Some(q) => u8::try_from(q).map_err(|_| {
+                JsFailure::invalid(format!("thumbnail quality must be 1-100, got {q}"))
+            })?,
         };
         let options = RsThumbnailOptions {
             max_size: self.max_size.unwrap_or(defaults.max_size),

@@ -248,7 +248,8 @@ describe('bad input rejects with a stable .code', () => {
       [() => sampleFrames(missing, { maxBytes: 0 }), /maxBytes/],
       [() => sampleFrames(missing, { timestamps: [Number.NaN] }), /timestamps/],
       [() => thumbnail(missing, { maxSize: 0 }), /maxSize/],
-      [() => thumbnail(missing, { quality: 101 }), /quality must be 1-100/],
+      [() => thumbnail(missing, { quality: 101 }), /quality must be 1-100, got 101/],
+      [() => thumbnail(missing, { quality: 300 }), /quality must be 1-100, got 300/],
       // Only whole option names are renamed: a path that contains one is left as it is.
       [() => sampleFrames(H264, { timestamps: [1e9] }), /past the end/],
     ]
