@@ -46,23 +46,28 @@ struct Spec {
     kind: Kind,
     name: &'static str,
     doc: &'static str,
+    /// The engine's kind the class stands for: its `kind` and `is_input` class attributes
+    /// (an instance whose error is finer, `image_encode` under `ImageError`, overrides them).
+    engine: EK,
 }
 
+use video_llava::ErrorKind as EK;
+
 const SPECS: [Spec; 14] = [
-    Spec { kind: Kind::Base, name: "VideoLlavaError", doc: "Base class of every error the video_llava engine raises." },
-    Spec { kind: Kind::VideoDecode, name: "VideoDecodeError", doc: "A video could not be opened, demuxed or decoded." },
-    Spec { kind: Kind::NoVideoStream, name: "NoVideoStreamError", doc: "The container holds no video stream (an audio-only file, for instance)." },
-    Spec { kind: Kind::NotFound, name: "NotFoundError", doc: "A video or image file does not exist. Also a FileNotFoundError." },
-    Spec { kind: Kind::Image, name: "ImageError", doc: "An image could not be decoded, or a thumbnail could not be encoded." },
-    Spec { kind: Kind::InvalidRequest, name: "InvalidRequestError", doc: "A request or argument is invalid. Also a ValueError." },
-    Spec { kind: Kind::PromptTooLong, name: "PromptTooLongError", doc: "The prompt, with placeholders expanded, plus max_new_tokens exceeds the model's context." },
-    Spec { kind: Kind::TooLarge, name: "TooLargeError", doc: "The decoded frames would exceed the memory budget or the frame size limit." },
-    Spec { kind: Kind::ModelLoad, name: "ModelLoadError", doc: "A checkpoint could not be loaded (config, weights, tokenizer)." },
-    Spec { kind: Kind::ModelNotFound, name: "ModelNotFoundError", doc: "A model directory or a required file in it is missing. Also a FileNotFoundError." },
-    Spec { kind: Kind::Download, name: "DownloadError", doc: "Downloading a checkpoint from the Hugging Face Hub failed." },
-    Spec { kind: Kind::Tokenizer, name: "TokenizerError", doc: "The tokenizer failed to load or encode." },
-    Spec { kind: Kind::Device, name: "DeviceError", doc: "The device or dtype is not available in this build or on this machine." },
-    Spec { kind: Kind::Generation, name: "GenerationError", doc: "The model failed while computing (a tensor operation failed)." },
+    Spec { kind: Kind::Base, name: "VideoLlavaError", doc: "Base class of every error the video_llava engine raises.", engine: EK::Other },
+    Spec { kind: Kind::VideoDecode, name: "VideoDecodeError", doc: "A video could not be opened, demuxed or decoded.", engine: EK::VideoDecode },
+    Spec { kind: Kind::NoVideoStream, name: "NoVideoStreamError", doc: "The container holds no video stream (an audio-only file, for instance).", engine: EK::NoVideoStream },
+    Spec { kind: Kind::NotFound, name: "NotFoundError", doc: "A video or image file does not exist. Also a FileNotFoundError.", engine: EK::NotFound },
+    Spec { kind: Kind::Image, name: "ImageError", doc: "An image could not be decoded, or a thumbnail could not be encoded.", engine: EK::ImageDecode },
+    Spec { kind: Kind::InvalidRequest, name: "InvalidRequestError", doc: "A request or argument is invalid. Also a ValueError.", engine: EK::InvalidRequest },
+    Spec { kind: Kind::PromptTooLong, name: "PromptTooLongError", doc: "The prompt, with placeholders expanded, plus max_new_tokens exceeds the model's context.", engine: EK::PromptTooLong },
+    Spec { kind: Kind::TooLarge, name: "TooLargeError", doc: "The decoded frames would exceed the memory budget or the frame size limit.", engine: EK::TooLarge },
+    Spec { kind: Kind::ModelLoad, name: "ModelLoadError", doc: "A checkpoint could not be loaded (config, weights, tokenizer).", engine: EK::ModelLoad },
+    Spec { kind: Kind::ModelNotFound, name: "ModelNotFoundError", doc: "A model directory or a required file in it is missing. Also a FileNotFoundError.", engine: EK::ModelNotFound },
+    Spec { kind: Kind::Download, name: "DownloadError", doc: "Downloading a checkpoint from the Hugging Face Hub failed.", engine: EK::Download },
+    Spec { kind: Kind::Tokenizer, name: "TokenizerError", doc: "The tokenizer failed to load or encode.", engine: EK::Tokenizer },
+    Spec { kind: Kind::Device, name: "DeviceError", doc: "The device or dtype is not available in this build or on this machine.", engine: EK::Device },
+    Spec { kind: Kind::Generation, name: "GenerationError", doc: "The model failed while computing (a tensor operation failed).", engine: EK::Generation },
 ];
 
 static CLASSES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
@@ -90,6 +95,8 @@ fn classes(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
             let namespace = PyDict::new(py);
             namespace.set_item("__module__", "video_llava")?;
             namespace.set_item("__doc__", spec.doc)?;
+            namespace.set_item("kind", spec.engine.as_str())?;
+            namespace.set_item("is_input", spec.engine.is_input())?;
             let bases = PyTuple::new(py, bases(py, spec.kind, &made))?;
             let class = builtin_type.call1((spec.name, bases, namespace))?;
             made.push(class.cast_into::<PyType>()?.unbind());
@@ -209,14 +216,22 @@ fn class_of(kind: video_llava::ErrorKind) -> Kind {
     }
 }
 
-fn sampler_kind(e: &frame_sampler::Error) -> Kind {
-    class_of(video_llava::ErrorKind::of_video(e))
-}
-
 fn sampler_err(py: Python<'_>, e: frame_sampler::Error) -> PyErr {
-    new_err(py, sampler_kind(&e), e.to_string())
+    engine_err(py, EK::of_video(&e), e.to_string())
 }
 
 fn model_err(py: Python<'_>, e: video_llava::Error) -> PyErr {
-    new_err(py, class_of(e.kind()), e.to_string())
+    engine_err(py, e.kind(), e.to_string())
+}
+
+/// The exception for an engine error of `kind`: its class, and its `kind` and `is_input`
+/// attributes from the core's classification.
+fn engine_err(py: Python<'_>, kind: EK, message: String) -> PyErr {
+    let err = new_err(py, class_of(kind), message);
+    let value = err.value(py);
+    // Setting attributes on a fresh exception instance cannot fail short of memory exhaustion;
+    // the class attributes stand in if it does.
+    let _ = value.setattr("kind", kind.as_str());
+    let _ = value.setattr("is_input", kind.is_input());
+    err
 }

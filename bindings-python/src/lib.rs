@@ -10,8 +10,10 @@
 //! - [`sampler`]: probe, sample_frames, thumbnail, storyboard.
 //! - [`preprocess`]: the CLIP processor.
 //! - [`model`], [`request`], [`stream`]: `VideoLlava` and its results.
+//! - [`analyze`]: `VideoLlava.analyze`/`analyze_many` and `Analysis`.
 //! - [`conversation`]: `Conversation`, many questions from one cached prefix.
 
+mod analyze;
 mod arrays;
 mod call;
 mod conversation;
@@ -30,6 +32,7 @@ use pyo3::prelude::*;
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_QUESTION", video_llava::analyze::DEFAULT_QUESTION)?;
     errors::register(m)?;
     m.add_class::<sampler::PyVideoInfo>()?;
     m.add_class::<sampler::PyFrameBatch>()?;
@@ -38,6 +41,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyVideoLlava>()?;
     m.add_class::<model::PyGeneration>()?;
     m.add_class::<model::PyTimings>()?;
+    m.add_class::<analyze::PyAnalysis>()?;
     m.add_class::<stream::PyTextStream>()?;
     m.add_class::<conversation::PyConversation>()?;
     m.add_function(wrap_pyfunction!(sampler::probe, m)?)?;

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use video_llava::{DType, Device, LoadOptions, Quantization, Tensor};
 
+use crate::analyze::{AnalyzeArgs, PyAnalysis};
 use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
 use crate::call::detached;
 use crate::conversation::PyConversation;
@@ -384,6 +385,89 @@ impl PyVideoLlava {
             Some(err) if !return_exceptions => Err(err),
             _ => Ok(out),
         }
+    }
+
+    /// Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail,
+    /// and answers `question` (by default the CLI's "Describe what happens in this video.").
+    #[pyo3(signature = (video, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg"))]
+    #[allow(clippy::too_many_arguments)]
+    fn analyze<'py>(
+        &self,
+        py: Python<'py>,
+        video: &Bound<'py, PyAny>,
+        question: Option<String>,
+        num_frames: i64,
+        sampling: &str,
+        seek: &str,
+        max_new_tokens: i64,
+        temperature: f64,
+        top_p: f64,
+        top_k: Option<i64>,
+        repetition_penalty: f64,
+        seed: Option<i64>,
+        stop: Option<&Bound<'py, PyAny>>,
+        thumbnail_size: i64,
+        thumbnail_format: &str,
+    ) -> PyResult<PyAnalysis> {
+        let args = AnalyzeArgs {
+            question,
+            num_frames,
+            sampling,
+            seek,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            stop,
+            thumbnail_size,
+            thumbnail_format,
+        };
+        crate::analyze::analyze(py, &self.inner, video, args)
+    }
+
+    /// Analyzes each video in order (paths or bytes), decoding the next one while the model
+    /// answers for the current one; `analyze`'s options apply to all. A video that fails
+    /// raises once all are done, or with `return_exceptions=True` stands in the list as its
+    /// exception.
+    #[pyo3(signature = (videos, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg", return_exceptions=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn analyze_many<'py>(
+        &self,
+        py: Python<'py>,
+        videos: &Bound<'py, PyAny>,
+        question: Option<String>,
+        num_frames: i64,
+        sampling: &str,
+        seek: &str,
+        max_new_tokens: i64,
+        temperature: f64,
+        top_p: f64,
+        top_k: Option<i64>,
+        repetition_penalty: f64,
+        seed: Option<i64>,
+        stop: Option<&Bound<'py, PyAny>>,
+        thumbnail_size: i64,
+        thumbnail_format: &str,
+        return_exceptions: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let args = AnalyzeArgs {
+            question,
+            num_frames,
+            sampling,
+            seek,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            stop,
+            thumbnail_size,
+            thumbnail_format,
+        };
+        crate::analyze::analyze_many(py, &self.inner, videos, args, return_exceptions)
     }
 
     /// Like `generate`, but returns an iterator over text pieces as they are decoded.

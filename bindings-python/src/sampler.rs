@@ -232,7 +232,7 @@ pub struct PyThumbnail {
 }
 
 impl PyThumbnail {
-    fn new(py: Python<'_>, t: frame_sampler::Thumbnail) -> Self {
+    pub fn new(py: Python<'_>, t: frame_sampler::Thumbnail) -> Self {
         let format = match t.format {
             ImageFormat::Jpeg => "jpeg",
             ImageFormat::Png => "png",
@@ -345,7 +345,7 @@ pub fn parse_sampling(py: Python<'_>, name: &str, n: usize) -> PyResult<Sampling
     }
 }
 
-fn parse_seek(py: Python<'_>, name: &str) -> PyResult<SeekMode> {
+pub fn parse_seek(py: Python<'_>, name: &str) -> PyResult<SeekMode> {
     match name.to_ascii_lowercase().as_str() {
         "exact" => Ok(SeekMode::Exact),
         "fast" => Ok(SeekMode::Fast),
@@ -611,7 +611,7 @@ impl PyVideo {
     }
 }
 
-fn thumbnail_options(
+pub fn thumbnail_options(
     py: Python<'_>,
     max_size: i64,
     format: &str,

@@ -37,6 +37,44 @@ def test_hierarchy():
     assert issubclass(vl.ModelNotFoundError, vl.ModelLoadError)
 
 
+def test_kind_and_is_input_come_from_the_core():
+    # Class defaults: the kind each class stands for.
+    assert (vl.VideoLlavaError.kind, vl.VideoLlavaError.is_input) == ("other", False)
+    assert (vl.InvalidRequestError.kind, vl.InvalidRequestError.is_input) == (
+        "invalid_request",
+        True,
+    )
+    assert (vl.GenerationError.kind, vl.GenerationError.is_input) == ("generation", False)
+    assert (vl.DownloadError.kind, vl.DownloadError.is_input) == ("download", False)
+
+
+@pytest.mark.parametrize(
+    "call,cls,kind",
+    [
+        (lambda v: vl.probe(v / "bad_audio_only.m4a"), vl.NoVideoStreamError, "no_video_stream"),
+        (lambda v: vl.probe(v / "bad_random.mp4"), vl.VideoDecodeError, "video_decode"),
+        (lambda v: vl.probe(v / "absent.mp4"), vl.NotFoundError, "not_found"),
+        (lambda v: vl.sample_frames(v / "vp9.webm", 0), vl.InvalidRequestError, "invalid_request"),
+        (
+            lambda v: vl.sample_frames(v / "huge_8192.mp4", 2, max_bytes=1 << 20),
+            vl.TooLargeError,
+            "too_large",
+        ),
+        (
+            lambda v: vl.VideoLlava.from_pretrained(v / "no-model-here"),
+            vl.ModelNotFoundError,
+            "model_not_found",
+        ),
+    ],
+    ids=["audio-only", "garbage", "missing", "bad-request", "too-large", "no-model"],
+)
+def test_each_error_carries_its_kind(videos, call, cls, kind):
+    with pytest.raises(cls) as err:
+        call(videos)
+    assert err.value.kind == kind
+    assert err.value.is_input  # every one of these is the caller's input
+
+
 BAD = [
     ("bad_empty.mp4", vl.VideoDecodeError),
     ("bad_random.mp4", vl.VideoDecodeError),

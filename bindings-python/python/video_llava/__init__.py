@@ -5,6 +5,8 @@ re-exports it so that ``import video_llava as vl`` gives the whole API.
 """
 
 from ._native import (
+    DEFAULT_QUESTION,
+    Analysis,
     Conversation,
     DeviceError,
     DownloadError,
@@ -38,6 +40,8 @@ from ._native import (
 )
 
 __all__ = [
+    "DEFAULT_QUESTION",
+    "Analysis",
     "Conversation",
     "DeviceError",
     "DownloadError",

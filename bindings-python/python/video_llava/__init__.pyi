@@ -10,6 +10,8 @@ import numpy.typing as npt
 from typing_extensions import Required, TypeAlias
 
 __version__: str
+DEFAULT_QUESTION: str
+"""The question ``analyze`` asks when given none (the CLI's too)."""
 
 _Source: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview
 _Resize: TypeAlias = int | tuple[int, int] | dict[str, int]
@@ -38,6 +40,15 @@ class _GenerateRequest(TypedDict, total=False):
 
 class VideoLlavaError(Exception):
     """Base class of every error the video_llava engine raises."""
+
+    kind: str
+    """The engine's classification, finer than the class: "not_found", "video_decode",
+    "no_video_stream", "image_decode", "image_encode", "invalid_request", "prompt_too_long",
+    "too_large", "model_not_found", "model_load", "tokenizer", "download", "device",
+    "generation", "io" or "other" (Node's ``err.kind``, the CLI's JSON records)."""
+    is_input: bool
+    """Whether the caller's input caused it (a bad video, request or model directory) rather
+    than the machine or the network: the CLI's exit status 2, the server's 4xx."""
 
 class VideoDecodeError(VideoLlavaError):
     """A video could not be opened, demuxed or decoded."""
@@ -298,6 +309,46 @@ class Conversation:
     def __exit__(self, *exc: object) -> bool: ...
 
 @final
+class Analysis:
+    """One video's analysis (``VideoLlava.analyze``): its facts, the frames the model saw, a
+    thumbnail and the answer."""
+
+    @property
+    def info(self) -> VideoInfo:
+        """The video's facts."""
+    @property
+    def thumbnail(self) -> Thumbnail:
+        """A representative frame of the whole video, encoded."""
+    @property
+    def frame_indices(self) -> list[int]:
+        """Index (presentation order) of each frame given to the model."""
+    @property
+    def frame_timestamps(self) -> list[float]:
+        """Presentation time of each frame given to the model, in seconds."""
+    @property
+    def question(self) -> str:
+        """The question asked."""
+    @property
+    def answer(self) -> str:
+        """The model's answer."""
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt length in tokens, placeholders expanded."""
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens taken from a cached prefix instead of computed."""
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens generated (EOS excluded)."""
+    @property
+    def stop_reason(self) -> Literal["eos", "stop_string", "max_tokens", "cancelled"]:
+        """Why generation ended."""
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage: probe, sampling, thumbnail, preprocess, vision, prefill, decode,
+        and their total."""
+
+@final
 class VideoLlava:
     """A loaded Video-LLaVA checkpoint; one object may be used from several threads at once."""
 
@@ -383,6 +434,69 @@ class VideoLlava:
         (others wait; one that cannot fit alone fails with ``TooLargeError``). A failed request
         raises once all have finished, or with ``return_exceptions=True`` stands in the list as
         its exception."""
+    def analyze(
+        self,
+        video: _Source,
+        *,
+        question: str | None = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace"] = "uniform",
+        seek: Literal["exact", "fast"] = "exact",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        thumbnail_size: int = 320,
+        thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+    ) -> Analysis:
+        """Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail,
+        and answers ``question`` (by default "Describe what happens in this video.")."""
+    @overload
+    def analyze_many(
+        self,
+        videos: Iterable[_Source],
+        *,
+        question: str | None = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace"] = "uniform",
+        seek: Literal["exact", "fast"] = "exact",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        thumbnail_size: int = 320,
+        thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+        return_exceptions: Literal[True],
+    ) -> list[Analysis | VideoLlavaError]: ...
+    @overload
+    def analyze_many(
+        self,
+        videos: Iterable[_Source],
+        *,
+        question: str | None = None,
+        num_frames: int = 8,
+        sampling: Literal["uniform", "linspace"] = "uniform",
+        seek: Literal["exact", "fast"] = "exact",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        thumbnail_size: int = 320,
+        thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+        return_exceptions: Literal[False] = False,
+    ) -> list[Analysis]:
+        """Analyzes each video in order, decoding the next one while the model answers for the
+        current one; ``analyze``'s options apply to all. A video that fails raises once all
+        are done, or with ``return_exceptions=True`` stands in the list as its exception."""
     def stream(
         self,
         question: str,
