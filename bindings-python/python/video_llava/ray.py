@@ -1,0 +1,265 @@
+"""Video-LLaVA on Ray: batch analysis with Ray Data.
+
+Install with ``pip install "video_llava[ray]"``; ``import video_llava`` alone never needs Ray.
+
+- :func:`analyze_dataset` runs :class:`VideoLlavaPredictor` over a ``ray.data.Dataset`` whose
+  rows name videos (a ``path`` column, or a ``bytes`` column such as
+  ``ray.data.read_binary_files(..., include_paths=True)`` gives) and returns a dataset with one
+  row per input: the video's facts, the frames the model saw, the answer, token counts,
+  timings, the thumbnail as JPEG bytes, and ``error`` / ``error_kind`` for a video that failed.
+- :class:`VideoLlavaPredictor` is the stateful actor class behind it, for pipelines of your own:
+  it loads the model once, in its constructor, and answers a batch (a dict of columns) per call.
+
+A bad video never fails a task or kills an actor: its row carries the error message,
+``error_kind`` ("input" when the video itself is at fault, as the CLI's exit status 2 means,
+else "internal") and the engine's finer ``error_code`` (``VideoLlavaError.kind``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from . import DEFAULT_QUESTION, VideoLlava, VideoLlavaError
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = ["COLUMNS", "VideoLlavaPredictor", "analyze_dataset"]
+
+#: The columns of every output row, in order (``None`` where a failed video has no value).
+COLUMNS = (
+    "path",
+    "info",
+    "frame_indices",
+    "frame_timestamps",
+    "question",
+    "answer",
+    "prompt_tokens",
+    "generated_tokens",
+    "stop_reason",
+    "timings",
+    "thumbnail",
+    "thumbnail_timestamp",
+    "error",
+    "error_kind",
+    "error_code",
+    "actor_id",
+)
+
+
+def _threads_from_ray() -> int | None:
+    """The CPUs Ray gave this worker, when it runs in one."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - the predictor also runs without Ray
+        return None
+    if not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # the driver, not a worker: Ray assigned it nothing
+        return None
+    return max(1, int(cpus)) if cpus else None
+
+
+def _actor_id() -> str | None:
+    try:
+        import ray
+    except ImportError:  # pragma: no cover
+        return None
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_actor_id()
+
+
+class VideoLlavaPredictor:
+    """A Ray Data actor that analyzes videos with one loaded model.
+
+    ``model`` is a checkpoint directory or a Hub repo id (``VideoLlava.from_pretrained``'s
+    argument); ``device``, ``dtype``, ``quantize`` and ``quantize_vision`` are passed to it. The
+    other options are ``VideoLlava.analyze_many``'s. ``thumbnails=False`` leaves the
+    ``thumbnail`` column empty.
+
+    On the CPU the engine's kernels use as many threads as the CPUs Ray assigned the actor
+    (``num_cpus``), unless ``RAYON_NUM_THREADS`` is already set: two actors with one CPU each
+    then share two cores instead of fighting over them.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
+        quantize_vision: bool = False,
+        question: str = DEFAULT_QUESTION,
+        frames: int = 8,
+        sampling: str = "uniform",
+        seek: str = "exact",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        thumbnails: bool = True,
+        thumbnail_size: int = 320,
+    ) -> None:
+        threads = _threads_from_ray()
+        if threads is not None and "RAYON_NUM_THREADS" not in os.environ:
+            os.environ["RAYON_NUM_THREADS"] = str(threads)
+        started = time.perf_counter()
+        self.model = VideoLlava.from_pretrained(
+            model, device=device, dtype=dtype, quantize=quantize, quantize_vision=quantize_vision
+        )
+        #: Seconds the model took to load in this actor.
+        self.load_seconds = time.perf_counter() - started
+        self.thumbnails = thumbnails
+        self.options: dict[str, Any] = dict(
+            question=question,
+            num_frames=frames,
+            sampling=sampling,
+            seek=seek,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=stop,
+            thumbnail_size=thumbnail_size,
+        )
+        # A bad option fails here, once, rather than in every batch: the analyzer checks its
+        # options before it looks at any video.
+        self.model.analyze_many([], **self.options)
+        self.actor_id = _actor_id()
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """Analyzes a batch (a dict of columns with ``path`` and/or ``bytes``); returns
+        :data:`COLUMNS`, one row per input row, in order."""
+        paths = _column(batch, "path")
+        data = _column(batch, "bytes")
+        if paths is None and data is None:
+            raise ValueError(
+                "the dataset needs a 'path' or a 'bytes' column (ray.data.read_binary_files "
+                "gives 'bytes', and 'path' with include_paths=True)"
+            )
+        count = len(paths) if paths is not None else len(data)  # type: ignore[arg-type]
+        sources: list[Any] = []
+        for i in range(count):
+            if data is not None and data[i] is not None:
+                sources.append(bytes(data[i]))
+            else:
+                sources.append(str(paths[i]))  # type: ignore[index]
+        results = self.model.analyze_many(sources, return_exceptions=True, **self.options)
+        out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        for i, result in enumerate(results):
+            row = _row(result, self.thumbnails)
+            row["path"] = None if paths is None else str(paths[i])
+            row["actor_id"] = self.actor_id
+            for name in COLUMNS:
+                out[name].append(row.get(name))
+        return out
+
+
+def _column(batch: Mapping[str, Any], name: str) -> list[Any] | None:
+    if name not in batch:
+        return None
+    column = batch[name]
+    if isinstance(column, np.ndarray):
+        return list(column)
+    if hasattr(column, "to_pylist"):  # a pyarrow array
+        return column.to_pylist()
+    return list(column)
+
+
+def _row(result: Any, thumbnails: bool) -> dict[str, Any]:
+    if isinstance(result, VideoLlavaError):
+        return {
+            "error": str(result),
+            "error_kind": "input" if result.is_input else "internal",
+            "error_code": result.kind,
+        }
+    thumb = result.thumbnail
+    return {
+        "info": result.info.to_dict(),
+        "frame_indices": list(result.frame_indices),
+        "frame_timestamps": list(result.frame_timestamps),
+        "question": result.question,
+        "answer": result.answer,
+        "prompt_tokens": result.prompt_tokens,
+        "generated_tokens": result.generated_tokens,
+        "stop_reason": result.stop_reason,
+        "timings": result.timings,
+        "thumbnail": thumb.data if thumbnails else None,
+        "thumbnail_timestamp": thumb.timestamp,
+    }
+
+
+def analyze_dataset(
+    ds: ray.data.Dataset,
+    *,
+    model: str | os.PathLike[str],
+    question: str = DEFAULT_QUESTION,
+    frames: int = 8,
+    max_new_tokens: int = 256,
+    thumbnails: bool = True,
+    concurrency: int | tuple[int, int] = 1,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    dtype: str | None = None,
+    quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
+    seed: int | None = None,
+    temperature: float = 0.0,
+    **options: Any,
+) -> ray.data.Dataset:
+    """Analyzes every video ``ds`` names, lazily: one output row per input row.
+
+    ``concurrency`` actors (an int, or ``(min, max)`` for an autoscaling pool) each load
+    ``model`` once and take ``batch_size`` videos per call, decoding the next video while the
+    model answers; ``num_cpus`` / ``num_gpus`` are each actor's resources (by default 1 CPU,
+    or 1 GPU when ``device`` names one). Other keyword arguments go to
+    :class:`VideoLlavaPredictor`.
+    """
+    import ray.data
+
+    if num_gpus is None:
+        num_gpus = 1 if device.startswith(("cuda", "gpu")) else 0
+    if num_cpus is None:
+        num_cpus = 1
+    if isinstance(concurrency, tuple):
+        compute = ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+    else:
+        compute = ray.data.ActorPoolStrategy(size=concurrency)
+    kwargs: dict[str, Any] = dict(
+        model=str(model),
+        device=device,
+        dtype=dtype,
+        quantize=quantize,
+        question=question,
+        frames=frames,
+        max_new_tokens=max_new_tokens,
+        thumbnails=thumbnails,
+        seed=seed,
+        temperature=temperature,
+        **options,
+    )
+    return ds.map_batches(
+        VideoLlavaPredictor,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        compute=compute,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        batch_format="numpy",
+        zero_copy_batch=True,
+    )
