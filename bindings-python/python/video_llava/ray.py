@@ -49,6 +49,7 @@ COLUMNS = (
     "error_kind",
     "error_code",
     "actor_id",
+    "model_load_s",
 )
 
 
@@ -164,6 +165,7 @@ class VideoLlavaPredictor:
             row = _row(result, self.thumbnails)
             row["path"] = None if paths is None else str(paths[i])
             row["actor_id"] = self.actor_id
+            row["model_load_s"] = self.load_seconds
             for name in COLUMNS:
                 out[name].append(row.get(name))
         return out
