@@ -12,6 +12,7 @@
 //! - [`conversation`]: many questions about one video from one cached KV prefix, [`Conversation`].
 //! - [`prefix_cache`]: conversations kept for requests about the same media, [`PrefixCache`].
 //! - [`quantize`]: which weights are quantized to which GGUF block type; saving GGUF models.
+//! - [`openai`]: OpenAI's chat completions protocol, for every front end that serves it.
 //! - [`hub`]: resolving a repo id to a local directory through `hf-hub` (feature `hub`).
 
 #[cfg(feature = "video")]
@@ -26,6 +27,8 @@ pub mod generation;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod model;
+#[cfg(feature = "video")]
+pub mod openai;
 pub mod pipeline;
 pub mod prefix_cache;
 pub mod preprocess;

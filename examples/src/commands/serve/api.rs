@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use video_llava::openai::ChatError;
 
 /// Seconds a client told "queue full" should wait before retrying.
 pub const RETRY_AFTER_SECS: u64 = 2;
@@ -149,33 +150,21 @@ impl ApiError {
         }
     }
 
-    /// The engine's classification decides: the caller's input is a 400 with the kind as its
-    /// code, anything else a 500.
+    /// The engine's classification decides (the core's [`ChatError::from_error`]): the caller's
+    /// input is a 400 with the kind as its code, anything else a 500.
     pub fn from_model(e: &video_llava::Error) -> Self {
-        Self::classified(e.kind(), e.to_string())
+        ChatError::from_error(e).into()
     }
 
     /// As [`ApiError::from_model`], for frame-sampler's errors.
     pub fn from_video(e: &frame_sampler::Error) -> Self {
-        Self::classified(video_llava::ErrorKind::of_video(e), e.to_string())
+        ChatError::from_video(e).into()
     }
 
-    fn classified(kind: video_llava::ErrorKind, message: String) -> Self {
-        if kind.is_input() {
-            Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                kind.as_str(),
-                message,
-            )
-        } else {
-            Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                kind.as_str(),
-                message,
-            )
-        }
+    /// Replaces the code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_string());
+        self
     }
 
     /// The JSON body.
@@ -188,6 +177,18 @@ impl ApiError {
                 "code": self.code,
             }
         })
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        Self {
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: e.message,
+            kind: e.error_type,
+            param: e.param,
+            code: Some(e.code),
+        }
     }
 }
 

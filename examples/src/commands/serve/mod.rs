@@ -8,7 +8,6 @@
 
 mod api;
 mod chat;
-mod media;
 mod metrics;
 mod page;
 mod queue;
@@ -19,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
@@ -53,7 +52,7 @@ pub struct AppState {
     /// Frame sampling and default generation parameters, as `analyze` has them.
     pub analyzer: AnalyzerOptions,
     /// Media URL policy.
-    pub media: media::MediaPolicy,
+    pub media: video_llava::openai::MediaPolicy,
     /// `--api-key`.
     pub api_key: Option<String>,
     /// The body limit in bytes.
@@ -117,26 +116,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Shared state as the handlers receive it.
 pub type Shared = Arc<AppState>;
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use video_llava::openai::{new_id, unix_now};
 
 /// `n` MiB in bytes (the CLI bounds `n`; past `usize`, as many as there can be).
 fn mib(n: u64) -> usize {
     usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
-}
-
-/// A random id with a prefix (`vid_1f3a...`).
-pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    )
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -161,12 +145,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             "note: {interrupted} analysis/analyses interrupted by the last stop marked failed"
         );
     }
-    let media = media::MediaPolicy::new(
+    let media = video_llava::openai::MediaPolicy::new(
         args.allowed_media_dir.as_deref(),
         args.allow_remote_media,
         Duration::from_secs(args.remote_media_timeout),
         args.max_upload_mb * 1024 * 1024,
-    )?;
+        video_llava::openai::SettingNames::CLI,
+    )
+    .map_err(|e| {
+        let dir = args
+            .allowed_media_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        Failure::input(
+            format!("--allowed-media-dir {}", dir.display()),
+            e.to_string(),
+        )
+    })?;
     let analyzer = AnalyzerOptions {
         frames: usize::from(args.frames),
         params: video_llava::GenerationParams {

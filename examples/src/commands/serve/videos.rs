@@ -20,12 +20,12 @@ use video_llava::{GenerationParams, StopReason};
 
 use super::api::{body_too_large, ApiError};
 use super::chat::job_error;
-use super::media::{self, Media};
 use super::queue::Event;
 use super::store::{AnalysisRow, Finished, VideoRow};
 use super::{new_id, unix_now, Shared};
 use crate::contact_sheet::{self, StoryboardError};
 use crate::records::VideoFacts;
+use video_llava::openai::{self, Media};
 
 /// Frames in an upload's storyboard.
 const STORYBOARD_FRAMES: usize = 9;
@@ -419,7 +419,7 @@ pub async fn analyze(
     let path = stored_video(&state, &video)?;
     let options = state.analyzer.sample_options();
     let video_input = tokio::task::spawn_blocking(move || {
-        media::decode_video(Media::Path(path), &options, "video")
+        openai::decode_video(Media::Path(path), &options, "video").map_err(ApiError::from)
     })
     .await
     .map_err(|e| ApiError::internal(format!("decoding task: {e}")))??;
@@ -495,7 +495,7 @@ pub async fn analyze(
                     answer: &g.text,
                     prompt_tokens: g.prompt_tokens as u64,
                     completion_tokens: g.token_ids.len() as u64,
-                    finish_reason: super::chat::finish_reason(g.stop_reason),
+                    finish_reason: video_llava::openai::finish_reason(g.stop_reason),
                     timings: json!({
                         "preprocess": g.timings.preprocess.as_secs_f64(),
                         "vision": g.timings.vision.as_secs_f64(),
