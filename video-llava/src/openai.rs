@@ -187,6 +187,31 @@ impl ChatError {
         .param("model")
     }
 
+    /// 401: no API key, or the wrong one.
+    pub fn unauthorized(given: bool) -> Self {
+        let message = if given {
+            "Incorrect API key provided"
+        } else {
+            "Missing API key: send `Authorization: Bearer <key>`"
+        };
+        Self::new(401, "authentication_error", "invalid_api_key", message)
+    }
+
+    /// 404 for a route that does not exist.
+    pub fn no_route(method: &str, path: &str) -> Self {
+        Self::not_found(format!("no route {method} {path}"))
+    }
+
+    /// 405 for a route that exists, asked with another method.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Value {
         json!({
@@ -654,6 +679,53 @@ pub fn image_input(media: Media, param: &str) -> Result<ImageInput, ChatError> {
     }
 }
 
+/// Checks an `Authorization` header against the server's API key (`None`: no key needed),
+/// comparing in constant time: a missing or wrong `Bearer` key is a 401.
+pub fn authorize(authorization: Option<&str>, key: Option<&str>) -> Result<(), ChatError> {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Ok(());
+    };
+    let given = authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ChatError::unauthorized(given.is_some()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The model object `GET /v1/models` lists, for a server started at `created` (Unix seconds).
+pub fn model_card(id: &str, created: i64) -> Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "created": created,
+        "owned_by": "video-llava",
+    })
+}
+
+/// `GET /v1/models/{asked}`'s answer: the card when `asked` is the served model, else a 404.
+pub fn find_model(served: &str, asked: &str, created: i64) -> Result<Value, ChatError> {
+    if asked == served {
+        Ok(model_card(served, created))
+    } else {
+        Err(ChatError::not_found(format!("no model {asked:?}")).with_code("model_not_found"))
+    }
+}
+
+/// `GET /v1/models`'s answer.
+pub fn model_list(id: &str, created: i64) -> Value {
+    json!({"object": "list", "data": [model_card(id, created)]})
+}
+
 /// The OpenAI `finish_reason` of a generation that ended by itself.
 pub fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
@@ -859,12 +931,17 @@ impl ChatEndpoint {
         })
     }
 
-    /// Answers a prepared request whole: the `chat.completion` JSON.
-    pub fn complete(&self, model: &VideoLlava, chat: &PreparedChat) -> Result<Value, ChatError> {
+    /// Answers a prepared request whole: the `chat.completion` JSON. `on_piece` sees each
+    /// piece of text as it is decoded and stops the generation early by returning `Break`
+    /// (a caller's interrupt); the answer then ends where it stopped.
+    pub fn complete(
+        &self,
+        model: &VideoLlava,
+        chat: &PreparedChat,
+        on_piece: &mut dyn FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<Value, ChatError> {
         let generation = model
-            .generate(&chat.request, &chat.params, None, &mut |_| {
-                std::ops::ControlFlow::Continue(())
-            })
+            .generate(&chat.request, &chat.params, None, on_piece)
             .map_err(|e| ChatError::from_error(&e))?;
         Ok(CompletionId::new(&self.model_id).completion(&generation))
     }

@@ -70,21 +70,6 @@ impl ApiError {
         )
     }
 
-    /// 401: no key, or the wrong one.
-    pub fn unauthorized(given: bool) -> Self {
-        let message = if given {
-            "Incorrect API key provided"
-        } else {
-            "Missing API key: send `Authorization: Bearer <key>`"
-        };
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid_api_key",
-            message,
-        )
-    }
-
     /// 503 while the model loads.
     pub fn not_ready() -> Self {
         Self::new(
@@ -297,12 +282,7 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
     let error = match parts.status {
         StatusCode::PAYLOAD_TOO_LARGE => body_too_large_message(text),
         StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ApiError::bad_request(text),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            "method_not_allowed",
-            "this route does not take that method",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => ChatError::method_not_allowed().into(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request_error",

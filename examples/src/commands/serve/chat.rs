@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use video_llava::openai::{ChatRequest, ChunkWriter, CompletionId};
 use video_llava::{Request, StopReason};
@@ -190,18 +190,12 @@ impl ChatStream {
     }
 }
 
-fn model_card(state: &Shared) -> Value {
-    json!({
-        "id": state.model_id,
-        "object": "model",
-        "created": state.started_at,
-        "owned_by": "video-llava",
-    })
-}
-
 /// `GET /v1/models`.
 pub async fn models(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({"object": "list", "data": [model_card(&state)]}))
+    Json(video_llava::openai::model_list(
+        &state.model_id,
+        state.started_at,
+    ))
 }
 
 /// `GET /v1/models/{id}`.
@@ -209,9 +203,7 @@ pub async fn model(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if id == state.model_id {
-        Ok(Json(model_card(&state)))
-    } else {
-        Err(ApiError::not_found(format!("no model {id:?}")).with_code("model_not_found"))
-    }
+    video_llava::openai::find_model(&state.model_id, &id, state.started_at)
+        .map(Json)
+        .map_err(ApiError::from)
 }

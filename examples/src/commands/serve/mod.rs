@@ -349,33 +349,20 @@ async fn health(State(state): State<Shared>) -> Response {
 }
 
 async fn not_found(request: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no route {} {}",
-        request.method(),
-        request.uri().path()
+    ApiError::from(video_llava::openai::ChatError::no_route(
+        request.method().as_str(),
+        request.uri().path(),
     ))
 }
 
-/// `Authorization: Bearer KEY` when the server has a key; compared in constant time.
+/// `Authorization: Bearer KEY` when the server has a key (the core's check).
 async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.api_key {
-        let given = request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()));
-        if !ok {
-            return ApiError::unauthorized(given.is_some()).into_response();
-        }
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = video_llava::openai::authorize(header, state.api_key.as_deref()) {
+        return ApiError::from(e).into_response();
     }
     next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
