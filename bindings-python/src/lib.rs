@@ -12,10 +12,12 @@
 //! - [`model`], [`request`], [`stream`]: `VideoLlava` and its results.
 //! - [`analyze`]: `VideoLlava.analyze`/`analyze_many` and `Analysis`.
 //! - [`conversation`]: `Conversation`, many questions from one cached prefix.
+//! - [`chat`]: `ChatCompletions`, the OpenAI chat completion endpoint for Python servers.
 
 mod analyze;
 mod arrays;
 mod call;
+mod chat;
 mod conversation;
 mod errors;
 mod model;
@@ -44,6 +46,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<analyze::PyAnalysis>()?;
     m.add_class::<stream::PyTextStream>()?;
     m.add_class::<conversation::PyConversation>()?;
+    chat::register(m)?;
     m.add_function(wrap_pyfunction!(sampler::probe, m)?)?;
     m.add_function(wrap_pyfunction!(sampler::sample_frames, m)?)?;
     m.add_function(wrap_pyfunction!(sampler::thumbnail, m)?)?;

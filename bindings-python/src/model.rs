@@ -172,8 +172,8 @@ impl Interrupts {
 /// A loaded Video-LLaVA checkpoint; safe to share between threads.
 #[pyclass(module = "video_llava", name = "VideoLlava", frozen)]
 pub struct PyVideoLlava {
-    inner: video_llava::VideoLlava,
-    source: String,
+    pub(crate) inner: video_llava::VideoLlava,
+    pub(crate) source: String,
     device: String,
     dtype: String,
 }

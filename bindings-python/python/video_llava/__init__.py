@@ -7,6 +7,9 @@ re-exports it so that ``import video_llava as vl`` gives the whole API.
 from ._native import (
     DEFAULT_QUESTION,
     Analysis,
+    ChatCompletionError,
+    ChatCompletions,
+    ChatCompletionStream,
     Conversation,
     DeviceError,
     DownloadError,
@@ -42,6 +45,9 @@ from ._native import (
 __all__ = [
     "DEFAULT_QUESTION",
     "Analysis",
+    "ChatCompletionError",
+    "ChatCompletionStream",
+    "ChatCompletions",
     "Conversation",
     "DeviceError",
     "DownloadError",

@@ -308,6 +308,60 @@ class Conversation:
     def __enter__(self) -> Conversation: ...
     def __exit__(self, *exc: object) -> bool: ...
 
+class ChatCompletionError(VideoLlavaError):
+    """A chat completion request failed. ``status`` is the HTTP status to answer with,
+    ``body`` the OpenAI-shaped error body (``{"error": {...}}``), ``code``, ``type`` and
+    ``param`` its fields."""
+
+    status: int
+    code: str
+    type: str
+    param: str | None
+    body: dict[str, Any]
+
+_Body: TypeAlias = bytes | str | dict[str, Any]
+
+@final
+class ChatCompletions:
+    """OpenAI's ``POST /v1/chat/completions`` answered by a loaded model as ``video-llava
+    serve`` answers it: text, ``image_url`` and ``video_url`` parts (``data:`` always,
+    ``file://`` under ``allowed_media_dir``, ``http(s)://`` with ``allow_remote_media``), the
+    same errors and chunks. For Python servers (``video_llava.ray.serve_app``)."""
+
+    def __new__(
+        cls,
+        model: VideoLlava,
+        *,
+        model_id: str | None = None,
+        allowed_media_dir: str | os.PathLike[str] | None = None,
+        allow_remote_media: bool = False,
+        max_media_mb: int = 512,
+        remote_media_timeout: float = 30.0,
+        num_frames: int = 8,
+        max_new_tokens: int = 256,
+    ) -> ChatCompletions: ...
+    @property
+    def model_id(self) -> str:
+        """The id requests must name in ``model`` (or leave out)."""
+    def wants_stream(self, body: _Body) -> bool:
+        """Whether ``body`` asks for a streamed answer."""
+    def create(self, body: _Body) -> dict[str, Any]:
+        """Answers ``body`` whole: the ``chat.completion`` object. Raises
+        ``ChatCompletionError``."""
+    def stream(self, body: _Body) -> ChatCompletionStream:
+        """Starts a streamed answer; a failure before the first event raises
+        ``ChatCompletionError`` here."""
+
+@final
+class ChatCompletionStream:
+    """The data of a streamed completion's server-sent events: ``chat.completion.chunk``
+    JSON text (or an error event's body), ``"[DONE]"`` last."""
+
+    def __iter__(self) -> ChatCompletionStream: ...
+    def __next__(self) -> str: ...
+    def close(self) -> None:
+        """Stops the generation at its next token; the iterator then ends."""
+
 @final
 class Analysis:
     """One video's analysis (``VideoLlava.analyze``): its facts, the frames the model saw, a
