@@ -214,6 +214,18 @@ impl PyChatCompletions {
         &self.endpoint.model_id
     }
 
+    /// `GET /v1/models`'s answer, for a server started at `created` (Unix seconds).
+    fn models<'py>(&self, py: Python<'py>, created: i64) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &video_llava::openai::model_list(&self.endpoint.model_id, created))
+    }
+
+    /// The 404 `ChatCompletionError` for a route that does not exist (not raised).
+    #[staticmethod]
+    fn no_route(py: Python<'_>, method: &str, path: &str) -> Py<PyAny> {
+        let err = chat_err(py, &ChatError::no_route(method, path));
+        err.value(py).clone().into_any().unbind()
+    }
+
     /// Whether `body` asks for a streamed answer (`"stream": true`); a body that does not
     /// parse says `False` (`create` then raises its error).
     fn wants_stream(&self, body: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -102,3 +102,14 @@ def test_bad_settings_are_refused(model, tmp_path):
     with pytest.raises(vl.InvalidRequestError):
         vl.ChatCompletions(model, max_new_tokens=-1)
     assert vl.ChatCompletions(model).model_id == str(TINY)
+
+
+def test_models_and_route_errors(chat):
+    listed = chat.models(1234)
+    assert listed["data"] == [
+        {"id": "tiny", "object": "model", "created": 1234, "owned_by": "video-llava"}
+    ]
+    e = vl.ChatCompletions.no_route("GET", "/nowhere")
+    assert isinstance(e, vl.ChatCompletionError)
+    assert (e.status, e.code) == (404, "not_found")
+    assert "/nowhere" in str(e)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,90 @@ def test_batch_example_resumes(cluster, folder, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "analyzed 0 videos (0 failed), 7 already done" in second.stdout
     assert (out / "results.jsonl").read_text().splitlines() == lines
+
+
+def _post(url: str, payload: dict) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _running_replicas() -> int:
+    from ray import serve
+
+    app = serve.status().applications["video-llava"]
+    states = app.deployments["VideoLlava"].replica_states
+    return int(states.get("RUNNING", 0))
+
+
+def test_serve_app_scales_from_zero_answers_as_generate_and_back(cluster, videos):
+    import socket
+
+    from ray import serve
+    from video_llava.ray import serve_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app = serve_app(
+        TINY,
+        model_id="tiny",
+        device="cpu",
+        allowed_media_dir=videos,
+        max_new_tokens=6,
+        idle_timeout_s=2.0,
+        autoscaling_config={"look_back_period_s": 2.0},
+    )
+    try:
+        serve.run(app, name="video-llava", route_prefix="/")
+        assert _running_replicas() == 0  # nothing loaded before the first request
+        video = videos / "h264_opengop.mp4"
+        payload = {
+            "model": "tiny",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video_url", "video_url": {"url": video.as_uri()}},
+                        {"type": "text", "text": QUESTION},
+                    ],
+                }
+            ],
+        }
+        base = f"http://127.0.0.1:{port}"
+        status, raw = _post(base + "/v1/chat/completions", payload)  # waits for the scale-up
+        assert status == 200, raw
+        answer = json.loads(raw)
+        direct = vl.VideoLlava.from_pretrained(TINY, device="cpu").generate(
+            QUESTION, video=video, num_frames=8, max_new_tokens=6
+        )
+        assert answer["choices"][0]["message"]["content"] == direct.text
+        status, raw = _post(base + "/v1/chat/completions", {**payload, "stream": True})
+        assert status == 200
+        events = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+        assert text == direct.text
+        status, raw = _post(base + "/v1/chat/completions", {**payload, "model": "other"})
+        assert status == 404 and json.loads(raw)["error"]["code"] == "model_not_found"
+        import urllib.request
+
+        with urllib.request.urlopen(base + "/v1/models", timeout=30) as r:
+            assert [m["id"] for m in json.loads(r.read())["data"]] == ["tiny"]
+        status, raw = _post(base + "/v1/nothing", payload)
+        assert status == 404 and json.loads(raw)["error"]["code"] == "not_found"
+        deadline = time.monotonic() + 90
+        while _running_replicas() > 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _running_replicas() == 0, "the idle deployment did not scale back to zero"
+    finally:
+        serve.shutdown()

@@ -343,6 +343,11 @@ class ChatCompletions:
     @property
     def model_id(self) -> str:
         """The id requests must name in ``model`` (or leave out)."""
+    def models(self, created: int) -> dict[str, Any]:
+        """``GET /v1/models``'s answer, for a server started at ``created`` (Unix seconds)."""
+    @staticmethod
+    def no_route(method: str, path: str) -> ChatCompletionError:
+        """The 404 error for a route that does not exist (returned, not raised)."""
     def wants_stream(self, body: _Body) -> bool:
         """Whether ``body`` asks for a streamed answer."""
     def create(self, body: _Body) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from . import DEFAULT_QUESTION, VideoLlava, VideoLlavaError
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["COLUMNS", "VideoLlavaPredictor", "analyze_dataset"]
+__all__ = ["COLUMNS", "VideoLlavaPredictor", "VideoLlavaServer", "analyze_dataset", "serve_app"]
 
 #: The columns of every output row, in order (``None`` where a failed video has no value).
 COLUMNS = (
@@ -265,3 +265,113 @@ def analyze_dataset(
         batch_format="numpy",
         zero_copy_batch=True,
     )
+
+
+class VideoLlavaServer:
+    """The Ray Serve replica behind :func:`serve_app`: loads the model in its constructor (Serve
+    counts a replica ready only once that returns) and answers ``POST /v1/chat/completions``
+    (streaming too), ``GET /v1/models`` and ``GET /health`` through :class:`ChatCompletions`,
+    as ``video-llava serve`` answers them."""
+
+    def __init__(self, model: str, load: dict[str, Any], chat: dict[str, Any]) -> None:
+        from . import ChatCompletions
+
+        threads = _threads_from_ray()
+        if threads is not None and "RAYON_NUM_THREADS" not in os.environ:
+            os.environ["RAYON_NUM_THREADS"] = str(threads)
+        started = time.perf_counter()
+        loaded = VideoLlava.from_pretrained(model, **load)
+        #: Seconds the model took to load in this replica.
+        self.load_seconds = time.perf_counter() - started
+        self.chat = ChatCompletions(loaded, **chat)
+        self.created = int(time.time())
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        from . import ChatCompletionError, ChatCompletions
+
+        path = request.url.path
+        root = request.scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        method = request.method
+        try:
+            if path == "/health":
+                return JSONResponse({"status": "ok", "model": self.chat.model_id})
+            if path == "/v1/models" and method == "GET":
+                return JSONResponse(self.chat.models(self.created))
+            if path != "/v1/chat/completions":
+                raise ChatCompletions.no_route(method, path)
+            body = await request.body()
+            if self.chat.wants_stream(body):
+                events = await run_in_threadpool(self.chat.stream, body)
+                return StreamingResponse(
+                    (f"data: {data}\n\n" for data in events),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache"},
+                )
+            answer = await run_in_threadpool(self.chat.create, body)
+            return JSONResponse(answer)
+        except ChatCompletionError as e:
+            return JSONResponse(e.body, status_code=e.status)
+
+
+def serve_app(
+    model: str | os.PathLike[str],
+    *,
+    min_replicas: int = 0,
+    max_replicas: int = 1,
+    idle_timeout_s: float = 300.0,
+    model_id: str | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
+    num_cpus: float = 1,
+    num_gpus: float | None = None,
+    max_ongoing_requests: int = 4,
+    autoscaling_config: Mapping[str, Any] | None = None,
+    allowed_media_dir: str | os.PathLike[str] | None = None,
+    allow_remote_media: bool = False,
+    max_media_mb: int = 512,
+    num_frames: int = 8,
+    max_new_tokens: int = 256,
+) -> Any:
+    """A Ray Serve application answering OpenAI's ``POST /v1/chat/completions`` as
+    ``video-llava serve`` does; run it with ``serve.run(serve_app(...))``.
+
+    It autoscales between ``min_replicas`` (0 by default: no replica, no model in memory, until
+    a request comes; that request waits while a replica loads) and ``max_replicas``, and
+    goes back to zero after ``idle_timeout_s`` without traffic. ``autoscaling_config`` entries
+    override the defaults (Ray's ``AutoscalingConfig`` fields).
+    """
+    from ray import serve
+
+    if num_gpus is None:
+        num_gpus = 1 if device.startswith(("cuda", "gpu")) else 0
+    autoscaling: dict[str, Any] = dict(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_ongoing_requests=max(1, max_ongoing_requests // 2),
+        downscale_delay_s=idle_timeout_s,
+        downscale_to_zero_delay_s=idle_timeout_s,
+        upscale_delay_s=10.0,
+    )
+    autoscaling.update(autoscaling_config or {})
+    deployment = serve.deployment(
+        name="VideoLlava",
+        autoscaling_config=autoscaling,
+        max_ongoing_requests=max_ongoing_requests,
+        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+    )(VideoLlavaServer)
+    load = dict(device=device, dtype=dtype, quantize=quantize)
+    chat = dict(
+        model_id=model_id if model_id is not None else str(model),
+        allowed_media_dir=None if allowed_media_dir is None else str(allowed_media_dir),
+        allow_remote_media=allow_remote_media,
+        max_media_mb=max_media_mb,
+        num_frames=num_frames,
+        max_new_tokens=max_new_tokens,
+    )
+    return deployment.bind(str(model), load, chat)
