@@ -216,7 +216,10 @@ impl PyChatCompletions {
 
     /// `GET /v1/models`'s answer, for a server started at `created` (Unix seconds).
     fn models<'py>(&self, py: Python<'py>, created: i64) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &video_llava::openai::model_list(&self.endpoint.model_id, created))
+        json_to_py(
+            py,
+            &video_llava::openai::model_list(&self.endpoint.model_id, created),
+        )
     }
 
     /// The 404 `ChatCompletionError` for a route that does not exist (not raised).
