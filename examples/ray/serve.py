@@ -16,7 +16,6 @@ from pathlib import Path
 
 import ray
 from ray import serve
-
 from video_llava.ray import serve_app
 
 
@@ -26,12 +25,18 @@ def replicas(app: str) -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("video", type=Path)
     p.add_argument("--model", required=True, help="checkpoint directory or Hub repo id")
-    p.add_argument("--address", default=None, help="a running cluster ('auto'); default: local")
+    p.add_argument(
+        "--address", default=None, help="a running cluster ('auto'); default: local"
+    )
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--idle", type=float, default=30.0, help="seconds idle before scaling to zero")
+    p.add_argument(
+        "--idle", type=float, default=30.0, help="seconds idle before scaling to zero"
+    )
     p.add_argument("--question", default="What happens in this video?")
     args = p.parse_args()
 
@@ -71,7 +76,9 @@ def main() -> None:
             print(chunk.choices[0].delta.content, end="", flush=True)
     print(f"\n(answered in {time.perf_counter() - started:.1f} s, cold start included)")
     while replicas("video-llava") > 0:
-        print(f"replicas running: {replicas('video-llava')}; waiting for the idle scale-down")
+        print(
+            f"replicas running: {replicas('video-llava')}; waiting for the idle scale-down"
+        )
         time.sleep(5)
     print("scaled to zero: no replica, no model in memory")
     serve.shutdown()
