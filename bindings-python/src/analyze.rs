@@ -20,7 +20,7 @@ use crate::source::video_source;
 #[pyclass(module = "video_llava", name = "Analysis", frozen)]
 pub struct PyAnalysis {
     info: Py<PyVideoInfo>,
-    thumbnail: Py<PyThumbnail>,
+    thumbnail: Option<Py<PyThumbnail>>,
     frame_indices: Vec<u64>,
     frame_timestamps: Vec<f64>,
     question: String,
@@ -36,7 +36,10 @@ impl PyAnalysis {
     fn new(py: Python<'_>, a: Analysis) -> PyResult<Self> {
         Ok(Self {
             info: Py::new(py, PyVideoInfo::from(a.info))?,
-            thumbnail: Py::new(py, PyThumbnail::new(py, a.thumbnail))?,
+            thumbnail: match a.thumbnail {
+                Some(t) => Some(Py::new(py, PyThumbnail::new(py, t))?),
+                None => None,
+            },
             frame_indices: a.frame_indices,
             frame_timestamps: a.frame_timestamps,
             question: a.question,
@@ -57,10 +60,10 @@ impl PyAnalysis {
     fn info(&self, py: Python<'_>) -> Py<PyVideoInfo> {
         self.info.clone_ref(py)
     }
-    /// A representative frame of the whole video, encoded.
+    /// A representative frame of the whole video, encoded; `None` with `thumbnail=False`.
     #[getter]
-    fn thumbnail(&self, py: Python<'_>) -> Py<PyThumbnail> {
-        self.thumbnail.clone_ref(py)
+    fn thumbnail(&self, py: Python<'_>) -> Option<Py<PyThumbnail>> {
+        self.thumbnail.as_ref().map(|t| t.clone_ref(py))
     }
     /// Index (presentation order) of each frame given to the model.
     #[getter]
@@ -148,6 +151,7 @@ pub struct AnalyzeArgs<'a, 'py> {
     pub stop: Option<&'a Bound<'py, PyAny>>,
     pub thumbnail_size: i64,
     pub thumbnail_format: &'a str,
+    pub thumbnail: bool,
 }
 
 impl AnalyzeArgs<'_, '_> {
@@ -182,21 +186,22 @@ impl AnalyzeArgs<'_, '_> {
             }
         };
         let seek: SeekMode = parse_seek(py, self.seek)?;
+        // The size and format are checked even when no thumbnail is made: a typo is an error.
         let thumbnail: ThumbnailOptions =
             thumbnail_options(py, self.thumbnail_size, self.thumbnail_format, 85, true)?;
+        thumbnail_validate(py, &thumbnail)?;
         let options = AnalyzerOptions {
             frames,
             spacing,
             seek,
             questions: vec![question],
             params,
-            thumbnail,
+            thumbnail: self.thumbnail.then_some(thumbnail),
         };
         options
             .sample_options()
             .validate()
             .map_err(|e| Failure::Sampler(e).into_pyerr(py))?;
-        thumbnail_validate(py, &options.thumbnail)?;
         Ok(VideoAnalyzer::new(model.clone(), options))
     }
 }

@@ -387,9 +387,10 @@ impl PyVideoLlava {
         }
     }
 
-    /// Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail,
-    /// and answers `question` (by default the CLI's "Describe what happens in this video.").
-    #[pyo3(signature = (video, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg"))]
+    /// Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail
+    /// (none with `thumbnail=False`), and answers `question` (by default the CLI's "Describe
+    /// what happens in this video.").
+    #[pyo3(signature = (video, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg", thumbnail=true))]
     #[allow(clippy::too_many_arguments)]
     fn analyze<'py>(
         &self,
@@ -408,6 +409,7 @@ impl PyVideoLlava {
         stop: Option<&Bound<'py, PyAny>>,
         thumbnail_size: i64,
         thumbnail_format: &str,
+        thumbnail: bool,
     ) -> PyResult<PyAnalysis> {
         let args = AnalyzeArgs {
             question,
@@ -423,6 +425,7 @@ impl PyVideoLlava {
             stop,
             thumbnail_size,
             thumbnail_format,
+            thumbnail,
         };
         crate::analyze::analyze(py, &self.inner, video, args)
     }
@@ -431,7 +434,7 @@ impl PyVideoLlava {
     /// answers for the current one; `analyze`'s options apply to all. A video that fails
     /// raises once all are done, or with `return_exceptions=True` stands in the list as its
     /// exception.
-    #[pyo3(signature = (videos, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg", return_exceptions=false))]
+    #[pyo3(signature = (videos, *, question=None, num_frames=8, sampling="uniform", seek="exact", max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0, seed=None, stop=None, thumbnail_size=320, thumbnail_format="jpeg", thumbnail=true, return_exceptions=false))]
     #[allow(clippy::too_many_arguments)]
     fn analyze_many<'py>(
         &self,
@@ -450,6 +453,7 @@ impl PyVideoLlava {
         stop: Option<&Bound<'py, PyAny>>,
         thumbnail_size: i64,
         thumbnail_format: &str,
+        thumbnail: bool,
         return_exceptions: bool,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let args = AnalyzeArgs {
@@ -466,6 +470,7 @@ impl PyVideoLlava {
             stop,
             thumbnail_size,
             thumbnail_format,
+            thumbnail,
         };
         crate::analyze::analyze_many(py, &self.inner, videos, args, return_exceptions)
     }

@@ -55,6 +55,20 @@ def test_analyze_defaults_and_options(model, videos):
     )
 
 
+def test_thumbnail_false_makes_none_and_answers_the_same(model, videos):
+    path = videos / "vp9.webm"
+    full = model.analyze(path, max_new_tokens=3)
+    bare = model.analyze(path, max_new_tokens=3, thumbnail=False)
+    assert full.thumbnail is not None and bare.thumbnail is None
+    assert bare.timings["thumbnail"] == 0.0
+    assert (bare.answer, bare.frame_indices) == (full.answer, full.frame_indices)
+    [many] = model.analyze_many([path], max_new_tokens=3, thumbnail=False)
+    assert many.thumbnail is None and many.answer == full.answer
+    # The size is still checked: a typo is an error, not silently unused.
+    with pytest.raises(vl.InvalidRequestError):
+        model.analyze(path, thumbnail=False, thumbnail_format="gif")
+
+
 def test_analyze_many_keeps_order_and_reports_each_failure(model, videos):
     paths = [
         videos / "vp9.webm",

@@ -44,6 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         analysis.generated_tokens,
         analysis.timings.total().as_secs_f64()
     );
-    std::fs::write("thumbnail.jpg", &analysis.thumbnail.data)?;
+    if let Some(thumbnail) = &analysis.thumbnail {
+        std::fs::write("thumbnail.jpg", &thumbnail.data)?;
+    }
     Ok(())
 }

@@ -145,8 +145,8 @@ pub struct AnalysisRecord<'a> {
     pub video: VideoFacts,
     /// Where the thumbnail was written (`--thumbnails`), else null.
     pub thumbnail: Option<String>,
-    /// Presentation time of the thumbnail's frame.
-    pub thumbnail_timestamp: f64,
+    /// Presentation time of the thumbnail's frame (`--thumbnails`), else null.
+    pub thumbnail_timestamp: Option<f64>,
     /// Indices of the frames shown to the model.
     pub frame_indices: &'a [u64],
     /// Their presentation times in seconds.
@@ -183,7 +183,7 @@ impl<'a> AnalysisRecord<'a> {
             path: path.display().to_string(),
             video: VideoFacts::from(&analysis.info),
             thumbnail: thumbnail.map(|p| p.display().to_string()),
-            thumbnail_timestamp: analysis.thumbnail.timestamp,
+            thumbnail_timestamp: analysis.thumbnail.as_ref().map(|t| t.timestamp),
             frame_indices: &analysis.frame_indices,
             frame_timestamps: &analysis.frame_timestamps,
             model: &key.model,

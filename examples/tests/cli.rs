@@ -404,6 +404,19 @@ fn analyze_json_has_every_field_and_streaming_prints_the_same_answer() {
         stdout(&streamed).trim_end_matches('\n'),
         v["answer"].as_str().unwrap()
     );
+
+    // Without --thumbnails none is chosen: the record says null, the answer is the same.
+    let mut args = vec!["analyze", video.to_str().unwrap(), "--json"];
+    args.extend(common);
+    let out = run(&args);
+    assert_ok(&out);
+    let bare = json(&out);
+    assert!(
+        bare["thumbnail"].is_null() && bare["thumbnail_timestamp"].is_null(),
+        "{bare}"
+    );
+    assert_eq!(bare["timings"]["thumbnail"].as_f64(), Some(0.0));
+    assert_eq!(bare["answer"], v["answer"]);
 }
 
 #[test]

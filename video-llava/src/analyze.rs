@@ -16,7 +16,9 @@
 //!     ControlFlow::Continue(())
 //! })?;
 //! println!("\n{} tokens in {:.1}s", analysis.generated_tokens, analysis.timings.total().as_secs_f64());
-//! std::fs::write("clip.jpg", &analysis.thumbnail.data)?;
+//! if let Some(thumbnail) = &analysis.thumbnail {
+//!     std::fs::write("clip.jpg", &thumbnail.data)?;
+//! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -72,8 +74,9 @@ pub struct AnalyzerOptions {
     pub questions: Vec<String>,
     /// Sampling parameters for the answer.
     pub params: GenerationParams,
-    /// Size and format of the thumbnail.
-    pub thumbnail: ThumbnailOptions,
+    /// Size and format of the thumbnail; `None` skips it (no thumbnail is chosen or encoded,
+    /// and [`Analysis::thumbnail`] is `None`).
+    pub thumbnail: Option<ThumbnailOptions>,
 }
 
 impl Default for AnalyzerOptions {
@@ -84,7 +87,7 @@ impl Default for AnalyzerOptions {
             seek: SeekMode::Exact,
             questions: vec![DEFAULT_QUESTION.to_string()],
             params: GenerationParams::default(),
-            thumbnail: ThumbnailOptions::default(),
+            thumbnail: Some(ThumbnailOptions::default()),
         }
     }
 }
@@ -134,8 +137,8 @@ impl AnalysisTimings {
 pub struct Analysis {
     /// The video's facts.
     pub info: VideoInfo,
-    /// A representative frame, encoded.
-    pub thumbnail: Thumbnail,
+    /// A representative frame, encoded; `None` when the options asked for none.
+    pub thumbnail: Option<Thumbnail>,
     /// Presentation time of each frame given to the model, in seconds.
     pub frame_timestamps: Vec<f64>,
     /// Index (presentation order) of each frame given to the model.
@@ -178,7 +181,7 @@ pub struct BatchItem {
 struct DecodedVideo {
     info: VideoInfo,
     frames: FrameBatch,
-    thumbnail: Thumbnail,
+    thumbnail: Option<Thumbnail>,
     probe: Duration,
     sampling: Duration,
     thumbnail_time: Duration,
@@ -336,9 +339,13 @@ impl VideoAnalyzer {
         let frames = video.sample(&self.options.sample_options())?;
         let sampling = started.elapsed();
 
-        let started = Instant::now();
-        let thumbnail = video.thumbnail(&self.options.thumbnail)?;
-        let thumbnail_time = started.elapsed();
+        let (thumbnail, thumbnail_time) = match &self.options.thumbnail {
+            Some(options) => {
+                let started = Instant::now();
+                (Some(video.thumbnail(options)?), started.elapsed())
+            }
+            None => (None, Duration::ZERO),
+        };
 
         Ok(DecodedVideo {
             info,
@@ -504,8 +511,12 @@ mod tests {
         let want: Vec<u64> = (0..8).map(|i| i * info.frame_count / 8).collect();
         assert_eq!(a.frame_indices, want);
         assert_eq!(a.frame_timestamps.len(), 8);
-        assert_eq!(&a.thumbnail.data[..2], &[0xFF, 0xD8]);
-        assert!(a.thumbnail.width.max(a.thumbnail.height) <= 320);
+        let thumbnail = a
+            .thumbnail
+            .as_ref()
+            .expect("the default options ask for a thumbnail");
+        assert_eq!(&thumbnail.data[..2], &[0xFF, 0xD8]);
+        assert!(thumbnail.width.max(thumbnail.height) <= 320);
         assert!(a.generated_tokens >= 1 && a.generated_tokens <= 6);
         assert!(a.prompt_tokens > 8 * 257);
         assert!(a.timings.total() >= a.timings.decode);
@@ -521,6 +532,29 @@ mod tests {
         assert_eq!(stopped.stop_reason, StopReason::Cancelled);
         assert_eq!(stopped.question, "What is it?");
         assert_eq!(pieces, 1);
+    }
+
+    #[test]
+    fn no_thumbnail_asked_means_none_made_and_the_same_answer() {
+        let with = analyzer(4);
+        let without = VideoAnalyzer::new(
+            with.model().clone(),
+            AnalyzerOptions {
+                thumbnail: None,
+                ..with.options().clone()
+            },
+        );
+        let source = Source::from(video("bikes.mp4"));
+        let a = with
+            .analyze(&source, None, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        let b = without
+            .analyze(&source, None, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert!(a.thumbnail.is_some());
+        assert!(b.thumbnail.is_none());
+        assert_eq!(b.timings.thumbnail, Duration::ZERO);
+        assert_eq!((b.answer, b.frame_indices), (a.answer, a.frame_indices));
     }
 
     #[test]

@@ -376,8 +376,9 @@ class Analysis:
     def info(self) -> VideoInfo:
         """The video's facts."""
     @property
-    def thumbnail(self) -> Thumbnail:
-        """A representative frame of the whole video, encoded."""
+    def thumbnail(self) -> Thumbnail | None:
+        """A representative frame of the whole video, encoded; ``None`` with
+        ``thumbnail=False``."""
     @property
     def frame_indices(self) -> list[int]:
         """Index (presentation order) of each frame given to the model."""
@@ -510,9 +511,11 @@ class VideoLlava:
         stop: str | Sequence[str] | None = None,
         thumbnail_size: int = 320,
         thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+        thumbnail: bool = True,
     ) -> Analysis:
-        """Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail,
-        and answers ``question`` (by default "Describe what happens in this video.")."""
+        """Analyzes one video: opens it once for its facts, the sampled frames and a thumbnail
+        (none with ``thumbnail=False``: no frame is scored or encoded for it), and answers
+        ``question`` (by default "Describe what happens in this video.")."""
     @overload
     def analyze_many(
         self,
@@ -531,6 +534,7 @@ class VideoLlava:
         stop: str | Sequence[str] | None = None,
         thumbnail_size: int = 320,
         thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+        thumbnail: bool = True,
         return_exceptions: Literal[True],
     ) -> list[Analysis | VideoLlavaError]: ...
     @overload
@@ -551,6 +555,7 @@ class VideoLlava:
         stop: str | Sequence[str] | None = None,
         thumbnail_size: int = 320,
         thumbnail_format: Literal["jpeg", "png", "webp"] = "jpeg",
+        thumbnail: bool = True,
         return_exceptions: Literal[False] = False,
     ) -> list[Analysis]:
         """Analyzes each video in order, decoding the next one while the model answers for the

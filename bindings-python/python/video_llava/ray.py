@@ -83,8 +83,8 @@ class VideoLlavaPredictor:
 
     ``model`` is a checkpoint directory or a Hub repo id (``VideoLlava.from_pretrained``'s
     argument); ``device``, ``dtype``, ``quantize`` and ``quantize_vision`` are passed to it. The
-    other options are ``VideoLlava.analyze_many``'s. ``thumbnails=False`` leaves the
-    ``thumbnail`` column empty.
+    other options are ``VideoLlava.analyze_many``'s. ``thumbnails=False`` makes no
+    thumbnail (none is scored or encoded) and leaves the ``thumbnail`` columns empty.
 
     On the CPU the engine's kernels use as many threads as the CPUs Ray assigned the actor
     (``num_cpus``), unless ``RAYON_NUM_THREADS`` is already set: two actors with one CPU each
@@ -122,7 +122,6 @@ class VideoLlavaPredictor:
         )
         #: Seconds the model took to load in this actor.
         self.load_seconds = time.perf_counter() - started
-        self.thumbnails = thumbnails
         self.options: dict[str, Any] = dict(
             question=question,
             num_frames=frames,
@@ -136,6 +135,7 @@ class VideoLlavaPredictor:
             seed=seed,
             stop=stop,
             thumbnail_size=thumbnail_size,
+            thumbnail=thumbnails,
         )
         # A bad option fails here, once, rather than in every batch: the analyzer checks its
         # options before it looks at any video.
@@ -162,7 +162,7 @@ class VideoLlavaPredictor:
         results = self.model.analyze_many(sources, return_exceptions=True, **self.options)
         out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         for i, result in enumerate(results):
-            row = _row(result, self.thumbnails)
+            row = _row(result)
             row["path"] = None if paths is None else str(paths[i])
             row["actor_id"] = self.actor_id
             row["model_load_s"] = self.load_seconds
@@ -182,7 +182,7 @@ def _column(batch: Mapping[str, Any], name: str) -> list[Any] | None:
     return list(column)
 
 
-def _row(result: Any, thumbnails: bool) -> dict[str, Any]:
+def _row(result: Any) -> dict[str, Any]:
     if isinstance(result, VideoLlavaError):
         return {
             "error": str(result),
@@ -200,8 +200,8 @@ def _row(result: Any, thumbnails: bool) -> dict[str, Any]:
         "generated_tokens": result.generated_tokens,
         "stop_reason": result.stop_reason,
         "timings": result.timings,
-        "thumbnail": thumb.data if thumbnails else None,
-        "thumbnail_timestamp": thumb.timestamp,
+        "thumbnail": None if thumb is None else thumb.data,
+        "thumbnail_timestamp": None if thumb is None else thumb.timestamp,
     }
 
 

@@ -137,6 +137,11 @@ fn options(args: &AnalyzeArgs) -> AnalyzerOptions {
             seed: args.seed,
             ..GenerationParams::default()
         },
+        // Without --thumbnails no thumbnail is written, so none is chosen.
+        thumbnail: args
+            .thumbnails
+            .as_ref()
+            .map(|_| frame_sampler::ThumbnailOptions::default()),
         ..AnalyzerOptions::default()
     }
 }
@@ -358,17 +363,17 @@ impl Report {
         analysis: &Analysis,
         first: bool,
     ) -> Result<Option<PathBuf>, Failure> {
-        let Some(dir) = &self.thumbnails else {
+        let (Some(dir), Some(thumbnail)) = (&self.thumbnails, &analysis.thumbnail) else {
             return Ok(None);
         };
-        let ext = match analysis.thumbnail.format {
+        let ext = match thumbnail.format {
             frame_sampler::ImageFormat::Jpeg => "jpg",
             frame_sampler::ImageFormat::Png => "png",
             frame_sampler::ImageFormat::WebP => "webp",
         };
         let path = dir.join(format!("{}.{ext}", image_files::stem(video)));
         if first {
-            image_files::write_bytes(&path, &analysis.thumbnail.data)?;
+            image_files::write_bytes(&path, &thumbnail.data)?;
         }
         Ok(Some(path))
     }
