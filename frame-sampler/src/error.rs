@@ -45,6 +45,18 @@ pub enum Error {
         /// What is too large and by how much.
         reason: String,
     },
+    /// One of the video's [`crate::Limits`] refused the input or stopped the call: an input
+    /// over `max_input_bytes`, a call past `call_timeout`, more decoder threads than
+    /// `max_decoder_threads`.
+    #[error("{source_name}: {limit} limit exceeded: {reason}")]
+    Limit {
+        /// The source.
+        source_name: String,
+        /// Which limit.
+        limit: crate::Limit,
+        /// The limit's value and what went past it.
+        reason: String,
+    },
     /// Encoding a thumbnail failed.
     #[error("encoding {format} failed: {reason}")]
     Encode {
@@ -66,7 +78,8 @@ impl Error {
             | Error::NoVideoStream { .. }
             | Error::Decode { .. }
             | Error::InvalidRequest(_)
-            | Error::TooLarge { .. } => true,
+            | Error::TooLarge { .. }
+            | Error::Limit { .. } => true,
             Error::Encode { .. } => false,
         }
     }

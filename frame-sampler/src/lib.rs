@@ -43,12 +43,17 @@
 //! - Memory: a request whose output (`N x H x W x 3`) exceeds [`SampleOptions::max_bytes`] is
 //!   refused with [`Error::TooLarge`] before anything is decoded, and so are frames larger than
 //!   [`MAX_FRAME_SIDE`] / [`MAX_FRAME_PIXELS`] unless a [`Resize`] is requested.
+//! - Limits: every [`Video`] (and each free function's) has [`Limits`]: the largest input, a
+//!   wall-clock budget per call (FFmpeg's interrupt callback and the packet loop stop a file
+//!   that would decode forever) and a cap on decoder threads. The defaults apply unless
+//!   [`Video::open_with`] sets others; a refusal is [`Error::Limit`] naming the limit.
 
 mod convert;
 mod decode;
 mod error;
 mod fast;
 mod index;
+mod limits;
 mod media;
 mod plan;
 mod probe;
@@ -60,6 +65,7 @@ mod video;
 
 pub use decode::SampleStats;
 pub use error::{Error, Result};
+pub use limits::{Limit, Limits};
 pub use sample::{MAX_FRAME_PIXELS, MAX_FRAME_SIDE};
 pub use source::{ReadSeek, SharedReader, Source};
 pub use types::*;

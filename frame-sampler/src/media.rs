@@ -12,6 +12,7 @@ use ffmpeg_next::ffi;
 use ffmpeg_next::format::context::{Input, StreamIo};
 use ffmpeg_next::media::Type as MediaType;
 
+use crate::limits::{Deadline, Limit};
 use crate::{Error, Result, Source};
 
 static INIT: Once = Once::new();
@@ -44,6 +45,8 @@ pub(crate) struct Media {
     /// Video packets read from this container, added to a counter shared by every demuxer a
     /// [`crate::Video`] opens (what [`crate::SampleStats::packets_read`] reports).
     packets_read: Arc<AtomicU64>,
+    /// The deadline of the call in progress, shared by every demuxer of the handle.
+    deadline: Deadline,
 }
 
 /// Gives up on a stream that returns this many unreadable packets in a row (a demuxer that keeps
@@ -78,10 +81,14 @@ impl Media {
     }
 
     /// The next packet of the video stream, or `None` at the end of the readable data (EOF, an
-    /// I/O error, or [`MAX_CONSECUTIVE_READ_ERRORS`] unreadable packets in a row).
+    /// I/O error, or [`MAX_CONSECUTIVE_READ_ERRORS`] unreadable packets in a row), or once the
+    /// call's deadline has passed (the handle then reports the timeout).
     pub fn read_video_packet(&mut self) -> Option<ffmpeg::Packet> {
         let mut errors = 0;
         loop {
+            if self.deadline.passed() {
+                return None;
+            }
             // A fresh packet each time: ffmpeg-next's `Packet::read` does not unreference what
             // a reused packet held, so reusing one leaks every packet's data.
             let mut packet = ffmpeg::Packet::empty();
@@ -103,13 +110,34 @@ impl Media {
 }
 
 /// Opens `source` and picks its best video stream (cover art is not video). Every video packet
-/// read through the returned demuxer is counted in `packets_read`.
-pub(crate) fn open(source: &Source, packets_read: Arc<AtomicU64>) -> Result<Media> {
+/// read through the returned demuxer is counted in `packets_read`; FFmpeg's interrupt callback
+/// stops a blocking open or read once `deadline` passes. A source over `max_input_bytes` is
+/// refused before FFmpeg reads it.
+pub(crate) fn open(
+    source: &Source,
+    packets_read: Arc<AtomicU64>,
+    deadline: &Deadline,
+    max_input_bytes: u64,
+) -> Result<Media> {
     init();
     let source_name = source.describe();
-    let open_err = |e: ffmpeg::Error| Error::Open {
+    let open_err = |e: ffmpeg::Error| {
+        if deadline.fired() {
+            return deadline.error(&source_name);
+        }
+        Error::Open {
+            source_name: source_name.clone(),
+            reason: e.to_string(),
+        }
+    };
+    let too_big = |len: u64| Error::Limit {
         source_name: source_name.clone(),
-        reason: e.to_string(),
+        limit: Limit::InputBytes,
+        reason: format!("the input is {len} bytes, the limit is {max_input_bytes}"),
+    };
+    let interrupt = {
+        let deadline = deadline.clone();
+        move || deadline.passed()
     };
     let input = match source {
         Source::Path(path) => {
@@ -130,20 +158,33 @@ pub(crate) fn open(source: &Source, packets_read: Arc<AtomicU64>) -> Result<Medi
                         reason: "is a directory".into(),
                     });
                 }
+                Ok(m) if m.len() > max_input_bytes => return Err(too_big(m.len())),
                 Ok(_) => {}
             }
-            ffmpeg::format::input(path).map_err(open_err)?
+            ffmpeg::format::input_with_interrupt(path, interrupt).map_err(open_err)?
         }
         Source::Bytes(bytes) => {
+            if bytes.len() as u64 > max_input_bytes {
+                return Err(too_big(bytes.len() as u64));
+            }
             // ffmpeg-next's StreamIo owns the AVIOContext and the boxed cursor, and frees both
             // (and the format context) when `Input` drops, on every path.
             let io = StreamIo::from_read_seek(Cursor::new(bytes.clone())).map_err(open_err)?;
-            ffmpeg::format::input_from_stream(io, None, None).map_err(open_err)?
+            ffmpeg::format::input_from_stream_with_interrupt(io, None, None, interrupt)
+                .map_err(open_err)?
         }
         Source::Reader(reader) => {
+            let len = reader.len().map_err(|e| Error::Open {
+                source_name: source_name.clone(),
+                reason: format!("cannot find the reader's length: {e}"),
+            })?;
+            if len > max_input_bytes {
+                return Err(too_big(len));
+            }
             // Each demuxer reads through its own cursor over the shared reader.
             let io = StreamIo::from_read_seek(reader.cursor()).map_err(open_err)?;
-            ffmpeg::format::input_from_stream(io, None, None).map_err(open_err)?
+            ffmpeg::format::input_from_stream_with_interrupt(io, None, None, interrupt)
+                .map_err(open_err)?
         }
     };
     let format_name = input.format().name().to_string();
@@ -162,6 +203,7 @@ pub(crate) fn open(source: &Source, packets_read: Arc<AtomicU64>) -> Result<Medi
         stream,
         source_name,
         packets_read,
+        deadline: deadline.clone(),
     })
 }
 

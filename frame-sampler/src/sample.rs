@@ -77,6 +77,15 @@ pub(crate) fn sample(
     options: &SampleOptions,
     sample_table: bool,
 ) -> Result<(FrameBatch, SampleStats)> {
+    // The thread count is resolved here, once, under the handle's cap: everything below sees
+    // a number of threads, never 0.
+    let threads = video
+        .limits()
+        .decoder_threads(options.threads, &video.source_name())?;
+    let options = &SampleOptions {
+        threads,
+        ..options.clone()
+    };
     let read_before = video.packets_read();
     let indexed_before = video.packets_indexed();
     let (batch, stats) = sample_with(video, options, sample_table)?;

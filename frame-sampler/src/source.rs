@@ -40,6 +40,11 @@ impl SharedReader {
         }
     }
 
+    /// The reader's length (it seeks to the end; every read seeks to its own position first).
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        self.with(|r| r.seek(SeekFrom::End(0)))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut dyn ReadSeek) -> io::Result<T>) -> io::Result<T> {
         let mut guard = self
             .0

@@ -7,6 +7,7 @@ use ffmpeg_next as ffmpeg;
 
 use crate::decode::{self, SampleStats};
 use crate::index::PacketIndex;
+use crate::limits::{Deadline, Limits};
 use crate::media::{self, Media};
 use crate::probe::{self, StreamFacts};
 use crate::{
@@ -55,6 +56,10 @@ pub struct Video {
     decoder: Option<(usize, ffmpeg::decoder::Video)>,
     packets_read: Arc<AtomicU64>,
     stats: SampleStats,
+    limits: Limits,
+    deadline: Deadline,
+    /// Whether a public call is running (its inner calls keep its deadline).
+    in_call: bool,
 }
 
 impl std::fmt::Debug for Video {
@@ -74,10 +79,32 @@ impl Video {
     /// Errors: [`crate::Error::NotFound`], [`crate::Error::Open`] (not a media container, a
     /// still image), [`crate::Error::NoVideoStream`] (audio only).
     pub fn open(source: impl Into<Source>) -> Result<Video> {
+        Self::open_with(source, Limits::default())
+    }
+
+    /// [`Video::open`] with these [`Limits`] instead of the defaults; every call on the handle
+    /// keeps to them.
+    ///
+    /// Errors: as [`Video::open`]; [`crate::Error::InvalidRequest`] for limits that are not
+    /// valid ([`Limits::validate`]); [`crate::Error::Limit`] for an input over
+    /// `max_input_bytes`, or an open (FFmpeg reading the headers) past `call_timeout`.
+    pub fn open_with(source: impl Into<Source>, limits: Limits) -> Result<Video> {
+        limits.validate()?;
         let source = source.into();
         let packets_read = Arc::new(AtomicU64::new(0));
-        let media = media::open(&source, packets_read.clone())?;
-        let facts = StreamFacts::read(&media)?;
+        let deadline = Deadline::default();
+        deadline.arm(limits.call_timeout);
+        let media = media::open(
+            &source,
+            packets_read.clone(),
+            &deadline,
+            limits.max_input_bytes,
+        )
+        .and_then(|m| StreamFacts::read(&m).map(|facts| (m, facts)));
+        let (media, facts) = match media {
+            _ if deadline.fired() => return Err(deadline.error(&source.describe())),
+            result => result?,
+        };
         Ok(Video {
             source,
             facts,
@@ -88,7 +115,36 @@ impl Video {
             decoder: None,
             packets_read,
             stats: SampleStats::default(),
+            limits,
+            deadline,
+            in_call: false,
         })
+    }
+
+    /// The limits every call on this handle keeps to.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs one public call under a fresh deadline: a read the deadline stopped makes the call
+    /// a timeout, whatever the truncated reads gave.
+    /// A call made inside another (a thumbnail's samples) runs under the outer one's deadline.
+    fn call<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.in_call {
+            return f(self);
+        }
+        self.deadline.arm(self.limits.call_timeout);
+        self.in_call = true;
+        let result = f(self);
+        self.in_call = false;
+        if self.deadline.fired() {
+            // A demuxer the deadline interrupted may hold a latched error: start afresh.
+            self.spare = None;
+            self.fresh = None;
+            self.decoder = None;
+            return Err(self.deadline.error(&self.source.describe()));
+        }
+        result
     }
 
     /// What was opened.
@@ -103,7 +159,7 @@ impl Video {
         if let Some(info) = &self.info {
             return Ok(info.clone());
         }
-        let info = probe::info(self)?;
+        let info = self.call(probe::info)?;
         self.info = Some(info.clone());
         Ok(info)
     }
@@ -120,17 +176,17 @@ impl Video {
         options: &SampleOptions,
     ) -> Result<(FrameBatch, SampleStats)> {
         options.validate()?;
-        sample::sample(self, options, true)
+        self.call(|v| sample::sample(v, options, true))
     }
 
     /// One representative frame of the whole video, encoded; see [`crate::thumbnail`].
     pub fn thumbnail(&mut self, options: &ThumbnailOptions) -> Result<Thumbnail> {
-        thumbnail::thumbnail(self, options)
+        self.call(|v| thumbnail::thumbnail(v, options))
     }
 
     /// `n` distinct representative frames in time order; see [`crate::storyboard`].
     pub fn storyboard(&mut self, n: usize, options: &ThumbnailOptions) -> Result<Vec<Thumbnail>> {
-        thumbnail::storyboard(self, n, options)
+        self.call(|v| thumbnail::storyboard(v, n, options))
     }
 
     /// The frames at these presentation indices (in the order given, duplicates allowed),
@@ -183,7 +239,12 @@ impl Video {
     pub(crate) fn take_fresh(&mut self) -> Result<Media> {
         match self.fresh.take() {
             Some(m) => Ok(m),
-            None => media::open(&self.source, self.packets_read.clone()),
+            None => media::open(
+                &self.source,
+                self.packets_read.clone(),
+                &self.deadline,
+                self.limits.max_input_bytes,
+            ),
         }
     }
 
@@ -199,7 +260,12 @@ impl Video {
     /// the container gave them at open (a fragmented MP4's table grows as packets are read).
     pub(crate) fn peek(&mut self) -> Result<&Media> {
         if self.fresh.is_none() {
-            self.fresh = Some(media::open(&self.source, self.packets_read.clone())?);
+            self.fresh = Some(media::open(
+                &self.source,
+                self.packets_read.clone(),
+                &self.deadline,
+                self.limits.max_input_bytes,
+            )?);
         }
         Ok(self.fresh.as_ref().expect("set above"))
     }
@@ -215,7 +281,12 @@ impl Video {
             return Ok(index.clone());
         }
         let mut media = self.take_fresh()?;
-        let index = Arc::new(PacketIndex::build(&mut media)?);
+        let index = PacketIndex::build(&mut media);
+        if self.deadline.fired() {
+            // An index the deadline cut short is not the file's: never keep it.
+            return Err(self.deadline.error(&self.source.describe()));
+        }
+        let index = Arc::new(index?);
         self.stats.packets_indexed += index.packets.len() as u64;
         self.put_back(media);
         self.index = Some(index.clone());

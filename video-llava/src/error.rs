@@ -159,8 +159,11 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The prompt does not fit the model's context.
     PromptTooLong,
-    /// The decoded frames would exceed a memory or size limit.
+    /// The decoded frames would exceed a memory or size limit, or the input is larger than the
+    /// sampler's `max_input_bytes`.
     TooLarge,
+    /// Decoding a video ran past its time budget (the sampler's `call_timeout`).
+    Timeout,
     /// A required model file (or the model directory) is missing.
     ModelNotFound,
     /// A checkpoint's config or weights are invalid, or only pickle weights are there.
@@ -194,6 +197,7 @@ impl ErrorKind {
                 | K::InvalidRequest
                 | K::PromptTooLong
                 | K::TooLarge
+                | K::Timeout
                 | K::ModelNotFound
                 | K::ModelLoad
                 | K::Tokenizer
@@ -214,6 +218,7 @@ impl ErrorKind {
             K::InvalidRequest => "invalid_request",
             K::PromptTooLong => "prompt_too_long",
             K::TooLarge => "too_large",
+            K::Timeout => "timeout",
             K::ModelNotFound => "model_not_found",
             K::ModelLoad => "model_load",
             K::Tokenizer => "tokenizer",
@@ -235,6 +240,11 @@ impl ErrorKind {
             V::NoVideoStream { .. } => Self::NoVideoStream,
             V::InvalidRequest(_) => Self::InvalidRequest,
             V::TooLarge { .. } => Self::TooLarge,
+            V::Limit { limit, .. } => match limit {
+                frame_sampler::Limit::CallTimeout => Self::Timeout,
+                frame_sampler::Limit::DecoderThreads => Self::InvalidRequest,
+                _ => Self::TooLarge,
+            },
             V::Encode { .. } => Self::ImageEncode,
             _ => Self::Other,
         }
@@ -355,6 +365,30 @@ mod kind_tests {
                 false,
             ),
         ];
+        let limit = |limit| {
+            Error::Video(frame_sampler::Error::Limit {
+                source_name: "a.mp4".into(),
+                limit,
+                reason: "x".into(),
+            })
+        };
+        let cases = cases.into_iter().chain([
+            (
+                limit(frame_sampler::Limit::CallTimeout),
+                ErrorKind::Timeout,
+                true,
+            ),
+            (
+                limit(frame_sampler::Limit::InputBytes),
+                ErrorKind::TooLarge,
+                true,
+            ),
+            (
+                limit(frame_sampler::Limit::DecoderThreads),
+                ErrorKind::InvalidRequest,
+                true,
+            ),
+        ]);
         for (error, kind, input) in cases {
             assert_eq!(error.kind(), kind, "{error}");
             assert_eq!(error.is_input(), input, "{error}");

