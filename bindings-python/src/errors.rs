@@ -4,7 +4,7 @@
 //! not-found errors are also `FileNotFoundError`), which `create_exception!` cannot express, so
 //! the classes are made once per interpreter with `type(name, bases, namespace)`.
 
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyValueError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -40,6 +40,8 @@ pub enum Kind {
     Device,
     /// The model failed while computing.
     Generation,
+    /// Decoding a video ran past its time budget (also a `TimeoutError`).
+    Timeout,
 }
 
 struct Spec {
@@ -53,7 +55,7 @@ struct Spec {
 
 use video_llava::ErrorKind as EK;
 
-const SPECS: [Spec; 14] = [
+const SPECS: [Spec; 15] = [
     Spec { kind: Kind::Base, name: "VideoLlavaError", doc: "Base class of every error the video_llava engine raises.", engine: EK::Other },
     Spec { kind: Kind::VideoDecode, name: "VideoDecodeError", doc: "A video could not be opened, demuxed or decoded.", engine: EK::VideoDecode },
     Spec { kind: Kind::NoVideoStream, name: "NoVideoStreamError", doc: "The container holds no video stream (an audio-only file, for instance).", engine: EK::NoVideoStream },
@@ -68,6 +70,7 @@ const SPECS: [Spec; 14] = [
     Spec { kind: Kind::Tokenizer, name: "TokenizerError", doc: "The tokenizer failed to load or encode.", engine: EK::Tokenizer },
     Spec { kind: Kind::Device, name: "DeviceError", doc: "The device or dtype is not available in this build or on this machine.", engine: EK::Device },
     Spec { kind: Kind::Generation, name: "GenerationError", doc: "The model failed while computing (a tensor operation failed).", engine: EK::Generation },
+    Spec { kind: Kind::Timeout, name: "VideoTimeoutError", doc: "Decoding a video ran past its time budget (call_timeout). Also a VideoDecodeError and a TimeoutError.", engine: EK::Timeout },
 ];
 
 static CLASSES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
@@ -82,6 +85,7 @@ fn bases<'py>(py: Python<'py>, kind: Kind, made: &[Py<PyType>]) -> Vec<Bound<'py
         Kind::PromptTooLong => vec![get(Kind::InvalidRequest)],
         Kind::ModelNotFound => vec![get(Kind::ModelLoad), py.get_type::<PyFileNotFoundError>()],
         Kind::Download => vec![get(Kind::ModelLoad)],
+        Kind::Timeout => vec![get(Kind::VideoDecode), py.get_type::<PyTimeoutError>()],
         _ => vec![get(Kind::Base)],
     }
 }
@@ -205,6 +209,7 @@ fn class_of(kind: video_llava::ErrorKind) -> Kind {
         K::InvalidRequest => Kind::InvalidRequest,
         K::PromptTooLong => Kind::PromptTooLong,
         K::TooLarge => Kind::TooLarge,
+        K::Timeout => Kind::Timeout,
         K::ModelNotFound => Kind::ModelNotFound,
         K::ModelLoad => Kind::ModelLoad,
         K::Tokenizer => Kind::Tokenizer,

@@ -446,6 +446,44 @@ fn sample_options(
     Ok(options)
 }
 
+/// `Video(...)`'s limits, checked: a negative or zero value names its argument.
+fn limits(
+    py: Python<'_>,
+    max_input_bytes: i64,
+    call_timeout: Option<f64>,
+    max_decoder_threads: i64,
+) -> PyResult<frame_sampler::Limits> {
+    let bad = |m: String| new_err(py, Kind::InvalidRequest, m);
+    let max_input_bytes = u64::try_from(max_input_bytes).map_err(|_| {
+        bad(format!(
+            "max_input_bytes must be at least 1, got {max_input_bytes}"
+        ))
+    })?;
+    let max_decoder_threads = usize::try_from(max_decoder_threads).map_err(|_| {
+        bad(format!(
+            "max_decoder_threads must be at least 1, got {max_decoder_threads}"
+        ))
+    })?;
+    let call_timeout = call_timeout
+        .map(|t| {
+            std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                bad(format!(
+                    "call_timeout must be a number of seconds above 0, got {t}"
+                ))
+            })
+        })
+        .transpose()?;
+    let limits = frame_sampler::Limits {
+        max_input_bytes,
+        call_timeout,
+        max_decoder_threads,
+    };
+    limits
+        .validate()
+        .map_err(|e| Failure::Sampler(e).into_pyerr(py))?;
+    Ok(limits)
+}
+
 /// An opened video: the container, its packet index and the decoder are kept between calls.
 ///
 /// `Video(source)` opens the file (or bytes) once; `.info`, `.sample(...)`, `.thumbnail(...)`
@@ -484,11 +522,23 @@ impl PyVideo {
 
 #[pymethods]
 impl PyVideo {
+    /// Opens `source`. The limits every call on the handle keeps to (a refusal names the
+    /// limit): `max_input_bytes` (the input's size), `call_timeout` (seconds one call may take;
+    /// `None` for no limit: `VideoTimeoutError` past it), `max_decoder_threads`.
     #[new]
-    fn new(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (source, *, max_input_bytes=17_179_869_184, call_timeout=Some(600.0), max_decoder_threads=16),
+           text_signature = "(source, *, max_input_bytes=17179869184, call_timeout=600.0, max_decoder_threads=16)")]
+    fn new(
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        max_input_bytes: i64,
+        call_timeout: Option<f64>,
+        max_decoder_threads: i64,
+    ) -> PyResult<Self> {
+        let limits = limits(py, max_input_bytes, call_timeout, max_decoder_threads)?;
         let source = video_source(source)?;
         let describe = source.describe();
-        let video = detached(py, move || Ok(Video::open(source)?))?;
+        let video = detached(py, move || Ok(Video::open_with(source, limits)?))?;
         Ok(PyVideo {
             video: Arc::new(Mutex::new(Some(video))),
             describe,

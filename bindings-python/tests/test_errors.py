@@ -25,6 +25,7 @@ def test_hierarchy():
         vl.TokenizerError,
         vl.DeviceError,
         vl.GenerationError,
+        vl.VideoTimeoutError,
     ):
         assert issubclass(cls, vl.VideoLlavaError), cls
         assert cls.__module__ == "video_llava"
@@ -35,6 +36,8 @@ def test_hierarchy():
     assert issubclass(vl.NotFoundError, FileNotFoundError)
     assert issubclass(vl.ModelNotFoundError, FileNotFoundError)
     assert issubclass(vl.ModelNotFoundError, vl.ModelLoadError)
+    assert issubclass(vl.VideoTimeoutError, vl.VideoDecodeError)
+    assert issubclass(vl.VideoTimeoutError, TimeoutError)
 
 
 def test_kind_and_is_input_come_from_the_core():

@@ -120,3 +120,37 @@ def test_threads_share_one_handle(videos):
     assert len(results) == 4
     for r in results:
         same_batch(r, expected)
+
+
+def test_limits_refuse_with_typed_errors_naming_the_limit(data_dir, bikes):
+    spins = data_dir / "hostile" / "open_spins.mkv"
+    assert spins.is_file(), "run scripts/make-test-data.sh"
+    # FFmpeg's open decodes all 300,000 empty packets looking for a picture; the budget stops it.
+    with pytest.raises(vl.VideoTimeoutError) as e:
+        vl.Video(spins, call_timeout=0.05)
+    assert isinstance(e.value, TimeoutError) and isinstance(e.value, vl.VideoDecodeError)
+    assert e.value.kind == "timeout" and e.value.is_input and "call_timeout" in str(e.value)
+    far = data_dir / "hostile" / "decode_spins.mkv"
+    with vl.Video(far, call_timeout=0.4) as v:
+        with pytest.raises(vl.VideoTimeoutError):
+            v.sample(timestamps=[150.0])
+
+    size = bikes.stat().st_size
+    for source in (bikes, bikes.read_bytes()):
+        with pytest.raises(vl.TooLargeError, match="max_input_bytes") as e:
+            vl.Video(source, max_input_bytes=size - 1)
+        assert e.value.kind == "too_large"
+    with vl.Video(bikes, max_input_bytes=size, max_decoder_threads=1, call_timeout=None) as v:
+        with pytest.raises(vl.InvalidRequestError, match="max_decoder_threads"):
+            v.sample(4, threads=2)
+        assert np.array_equal(v.sample(4).frames, vl.sample_frames(bikes, 4).frames)
+    for bad in (
+        dict(max_input_bytes=0),
+        dict(max_input_bytes=-1),
+        dict(call_timeout=0.0),
+        dict(call_timeout=-2.0),
+        dict(call_timeout=float("nan")),
+        dict(max_decoder_threads=0),
+    ):
+        with pytest.raises(vl.InvalidRequestError):
+            vl.Video(bikes, **bad)

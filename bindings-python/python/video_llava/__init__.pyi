@@ -71,6 +71,10 @@ class PromptTooLongError(InvalidRequestError):
 class TooLargeError(VideoLlavaError):
     """The decoded frames would exceed the memory budget or the frame size limit."""
 
+class VideoTimeoutError(VideoDecodeError, TimeoutError):
+    """Decoding a video ran past its time budget (call_timeout). Also a VideoDecodeError and a
+    TimeoutError."""
+
 class ModelLoadError(VideoLlavaError):
     """A checkpoint could not be loaded (config, weights, tokenizer)."""
 
@@ -617,9 +621,22 @@ class Video:
     ``Video(source)`` opens the file (or bytes) once; the methods take the arguments of
     ``sample_frames``, ``thumbnail`` and ``storyboard`` after the source and return the same
     types. Usable as a context manager (``close()`` on exit).
+
+    Every call on the handle keeps to its limits (a refusal names the limit):
+    ``max_input_bytes`` (default 16 GiB; ``TooLargeError`` for a larger input),
+    ``call_timeout`` (seconds one call may take, ``None`` for no limit; ``VideoTimeoutError``
+    past it: a file that would decode forever stops there) and ``max_decoder_threads``
+    (``InvalidRequestError`` for a request of more; ``threads=0`` gets all cores up to it).
     """
 
-    def __new__(cls, source: _Source) -> Video: ...
+    def __new__(
+        cls,
+        source: _Source,
+        *,
+        max_input_bytes: int = ...,  # 16 GiB
+        call_timeout: float | None = 600.0,
+        max_decoder_threads: int = 16,
+    ) -> Video: ...
     @property
     def info(self) -> VideoInfo:
         """The facts of the video stream (what ``probe`` returns), computed on first access."""
