@@ -351,7 +351,12 @@ impl GgufFile {
         content: &gguf_file::Content,
         info: &gguf_file::TensorInfo,
     ) -> Option<(usize, usize)> {
-        let elems = info.shape.elem_count();
+        // Checked: a hostile header's dimensions may multiply past usize (found by fuzzing).
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))?;
         let block = info.ggml_dtype.block_size();
         if !elems.is_multiple_of(block) {
             return None;
