@@ -71,6 +71,13 @@ pub use source::{ReadSeek, SharedReader, Source};
 pub use types::*;
 pub use video::Video;
 
+/// Entry points for the fuzz targets under `fuzz/` (feature `fuzzing`; not a public API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::plan::fuzz_plan;
+}
+
 /// Opens `source` and reports the facts of its best video stream.
 pub fn probe(source: &Source) -> Result<VideoInfo> {
     Video::open(source.clone())?.info()

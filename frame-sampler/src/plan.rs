@@ -462,3 +462,51 @@ mod tests {
         assert!(output_size(0, 240, 0, None).is_err());
     }
 }
+
+/// The planner for the fuzz targets (feature `fuzzing`): a plan for a timeline built from the
+/// given frame times (sorted and made finite here, as the packet index guarantees) and
+/// keyframes, with its invariants checked: every index names a frame that exists, no more
+/// frames than `max_frames`, and an output size of at least 1x1. A broken invariant panics.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_plan(
+    sampling: &Sampling,
+    mut times: Vec<f64>,
+    claimed_extra: u64,
+    mut keyframes: Vec<u64>,
+    max_frames: u64,
+    size: (u32, u32, u32),
+    resize: Option<Resize>,
+) {
+    times.retain(|t| t.is_finite() && *t >= 0.0);
+    times.sort_by(f64::total_cmp);
+    let frame_count = times.len() as u64;
+    keyframes.retain(|&k| k < frame_count);
+    keyframes.sort_unstable();
+    keyframes.dedup();
+    let end_time = times.last().map_or(0.0, |t| t + 0.04);
+    let timeline = Timeline {
+        frame_count,
+        claimed_count: frame_count.saturating_add(claimed_extra),
+        times: &times,
+        end_time,
+        keyframes: &keyframes,
+    };
+    if let Ok(plan) = plan(sampling, &timeline, max_frames) {
+        assert!(
+            plan.indices.len() as u64 <= max_frames.max(1),
+            "{sampling:?}"
+        );
+        for &i in &plan.indices {
+            assert!(
+                i < frame_count,
+                "{sampling:?}: index {i} of {frame_count} frames"
+            );
+        }
+    }
+    let (width, height, rotation) = size;
+    if let Ok(out) = output_size(width, height, rotation, resize) {
+        assert!(
+            out.width >= 1 && out.height >= 1 && out.scaled_width >= 1 && out.scaled_height >= 1
+        );
+    }
+}
