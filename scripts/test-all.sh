@@ -27,6 +27,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "rust: tests"
 cargo test --workspace
 
+step "fuzz: lints and the committed inputs (seeds, minimized crashes) as a test"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets -- -D warnings
+cargo test --manifest-path fuzz/Cargo.toml --target-dir target
+
+step "fuzz: short run, 20 s per target (the long form: scripts/fuzz.sh 900)"
+bash scripts/fuzz.sh 20
+
 step "python bindings"
 bash bindings-python/test.sh
 
