@@ -13,6 +13,40 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Limits on every video this run reads.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits on every video read (probing, frames, thumbnails, the model's frames, the server's
+/// uploads); a video over one fails with an error naming it. Given before or after the
+/// subcommand.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// The largest video file (or upload) read, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_input_mb: u64,
+    /// Seconds one read of a video (opening it, sampling its frames, a thumbnail) may take; a
+    /// file that decodes forever then fails with a timeout. 0: no limit.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
+    pub call_timeout: u64,
+    /// The most decoder threads one read may use.
+    #[arg(long, global = true, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_decoder_threads: u64,
+}
+
+impl LimitArgs {
+    /// The frame sampler's limits these flags ask for.
+    pub fn limits(&self) -> frame_sampler::Limits {
+        frame_sampler::Limits {
+            max_input_bytes: self.max_input_mb << 20,
+            call_timeout: (self.call_timeout > 0)
+                .then(|| std::time::Duration::from_secs(self.call_timeout)),
+            max_decoder_threads: self.max_decoder_threads as usize,
+        }
+    }
 }
 
 /// The subcommands.

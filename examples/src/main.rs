@@ -33,6 +33,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = cli::Cli::parse();
+    // Every video any command reads (through the core or directly) keeps to these.
+    if let Err(error) = frame_sampler::Limits::set_process_default(cli.limits.limits()) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match std::panic::catch_unwind(AssertUnwindSafe(|| commands::run(cli.command))) {
         Ok(Ok(code)) => code,
         Ok(Err(failure)) => {

@@ -695,6 +695,67 @@ fn missing_files_and_bad_videos_are_exit_2_with_one_line() {
 }
 
 #[test]
+fn the_limit_flags_apply_to_every_read_and_a_refusal_names_its_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spins = test_data().join("hostile/decode_spins.mkv");
+    assert!(
+        spins.is_file(),
+        "{} missing: run scripts/make-test-data.sh",
+        spins.display()
+    );
+    let spins_s = spins.to_str().unwrap();
+    // A 3.6 MB file over a 1 MiB cap, the flag before the subcommand or after it.
+    for args in [
+        vec!["--max-input-mb", "1", "probe", spins_s],
+        vec!["probe", spins_s, "--max-input-mb", "1"],
+    ] {
+        let out = run(&args);
+        assert_one_line_error(&out, 2, "max_input_bytes limit exceeded");
+    }
+    // A file whose packets after 10 s decode to nothing: sampling across it gives up at the call
+    // timeout (it takes over 30 s without one) with a timeout error, and writes no frame.
+    let frames = tmp.path().join("frames");
+    let out = run(&[
+        "frames",
+        spins_s,
+        "--count",
+        "4",
+        "--call-timeout",
+        "2",
+        "--out",
+        frames.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, 2, "call_timeout limit exceeded");
+    assert!(!frames.join("index.json").exists());
+    // Analyze's frames go through the core, which keeps to the same limits.
+    let out = run(&[
+        "analyze",
+        spins_s,
+        "--model",
+        &tiny_model(),
+        "--max-input-mb",
+        "1",
+        "--json",
+    ]);
+    assert_one_line_error(&out, 2, "max_input_bytes limit exceeded");
+    assert_eq!(json(&out)["error_kind"], "input");
+    // 0 lifts the timeout; the defaults read an ordinary video as before.
+    assert_ok(&run(&[
+        "probe",
+        bikes().to_str().unwrap(),
+        "--call-timeout",
+        "0",
+    ]));
+    let out = run(&[
+        "probe",
+        bikes().to_str().unwrap(),
+        "--max-decoder-threads",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn a_missing_model_dir_is_exit_2_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("no-such-model");

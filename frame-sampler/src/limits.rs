@@ -3,7 +3,7 @@
 //! loop both watch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// The resource limits of one [`crate::Video`] (and of each free function's call, with the
@@ -73,6 +73,32 @@ impl Limits {
         Ok(())
     }
 
+    /// The limits [`crate::Video::open`] and the free functions ([`crate::sample_frames`],
+    /// [`crate::thumbnail`], ...) apply: [`Limits::default`] unless a program set others with
+    /// [`Limits::set_process_default`]. [`crate::Video::open_with`] ignores them.
+    pub fn process_default() -> Limits {
+        PROCESS_DEFAULT
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Makes `limits` what every later [`crate::Video::open`] in this process applies, so that a
+    /// program (a command-line tool, a server) sets its limits once, from its flags, for every
+    /// library that opens videos through this crate. A library should not call this: it passes
+    /// its limits to [`crate::Video::open_with`].
+    ///
+    /// Errors: [`crate::Error::InvalidRequest`] for limits that are not valid
+    /// ([`Limits::validate`]); the default is then unchanged.
+    pub fn set_process_default(limits: Limits) -> crate::Result<()> {
+        limits.validate()?;
+        *PROCESS_DEFAULT
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(limits);
+        Ok(())
+    }
+
     /// The decoder threads a request for `threads` (0: all cores) gets.
     ///
     /// Errors: [`crate::Error::Limit`] ([`Limit::DecoderThreads`]) when `threads` is over the cap.
@@ -94,6 +120,9 @@ impl Limits {
         Ok(crate::decode::resolve_threads(threads).min(self.max_decoder_threads))
     }
 }
+
+/// What [`Limits::set_process_default`] set; `None`: [`Limits::default`].
+static PROCESS_DEFAULT: RwLock<Option<Limits>> = RwLock::new(None);
 
 impl Default for Limits {
     fn default() -> Self {

@@ -74,12 +74,13 @@ impl std::fmt::Debug for Video {
 
 impl Video {
     /// Opens `source` (a path, bytes, or [`Source::reader`]) and reads its headers; no packet is
-    /// read yet.
+    /// read yet. The handle keeps to [`Limits::process_default`] ([`Limits::default`] unless the
+    /// program set others).
     ///
     /// Errors: [`crate::Error::NotFound`], [`crate::Error::Open`] (not a media container, a
     /// still image), [`crate::Error::NoVideoStream`] (audio only).
     pub fn open(source: impl Into<Source>) -> Result<Video> {
-        Self::open_with(source, Limits::default())
+        Self::open_with(source, Limits::process_default())
     }
 
     /// [`Video::open`] with these [`Limits`] instead of the defaults; every call on the handle
