@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS] [TARGET...]: runs every cargo-fuzz target under fuzz/ (or the ones
 # named) for SECONDS each (default 60), with AddressSanitizer, and prints each target's
-# executions. .ci/run runs the short form (scripts/test-all.sh: 20 s each); a long run is e.g.
-# `scripts/fuzz.sh 900` (all six targets, 1.5 hours on 2 cores), and BENCHMARKS.md records one.
+# executions; FUZZ_PARALLEL=N runs N targets at once. .ci/run runs the short form
+# (scripts/test-all.sh: 60 s each, two at a time); a long run is e.g.
+# `FUZZ_PARALLEL=2 scripts/fuzz.sh 1200` (all six targets, 2 hours of fuzzing in one hour on 2
+# cores), and RELIABILITY.md records one.
 #
 # Corpora: fuzz/seeds/<target>/ (committed, made by fuzz/make_seeds.py) plus, for the sampler,
 # every test video (scripts/make-test-data.sh) behind a request header; what a run adds is
@@ -46,25 +48,42 @@ done
 
 echo "==> building the fuzz targets (release, AddressSanitizer)"
 "${fuzz[@]}" build --fuzz-dir fuzz --target-dir "$target_dir"
-status=0
 stats="target/fuzz/stats.txt"
 mkdir -p target/fuzz
 : >"$stats"
-for t in "${targets[@]}"; do
-  log="target/fuzz/$t.log"
-  echo "==> fuzz $t for ${seconds}s"
+# One target's run; its line goes to the stats file, its exit status says whether it crashed.
+fuzz_one() {
+  local t=$1 log="target/fuzz/$1.log"
   # -timeout: an input running 10 s is a hang (the sampler's own deadline is 2 s);
   # -rss_limit_mb: memory that grows past 2 GiB is a bug too.
   if "${fuzz[@]}" run --fuzz-dir fuzz --target-dir "$target_dir" "$t" "$(corpus_of "$t")" \
       "fuzz/seeds/$t" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len=1200000 -print_final_stats=1 >"$log" 2>&1; then
+    local runs speed
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     echo "$t: ${runs:-?} executions in ${seconds} s (${speed:-?}/s), no crash" | tee -a "$stats"
   else
-    status=1
     echo "$t: FAILED, see $log and fuzz/artifacts/$t/" | tee -a "$stats"
     grep -E "^==[0-9]+==|panicked|SUMMARY|Test unit written" "$log" | head -20 || true
+    return 1
   fi
+}
+# FUZZ_PARALLEL=N runs N targets at once (each libFuzzer process uses one core).
+parallel=${FUZZ_PARALLEL:-1}
+status=0
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$parallel" ]; then
+    wait -n || status=1
+    running=$((running - 1))
+  fi
+  echo "==> fuzz $t for ${seconds}s"
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || status=1
+  running=$((running - 1))
 done
 exit $status

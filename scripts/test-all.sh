@@ -32,14 +32,21 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets -- -D warnings
 cargo test --manifest-path fuzz/Cargo.toml --target-dir target
 
-step "fuzz: short run, 20 s per target (the long form: scripts/fuzz.sh 900)"
-bash scripts/fuzz.sh 20
+step "fuzz: short run, 60 s per target, two at a time (the long form: FUZZ_PARALLEL=2 scripts/fuzz.sh 1200)"
+FUZZ_PARALLEL=2 bash scripts/fuzz.sh 60
 
 step "python bindings"
 bash bindings-python/test.sh
 
 step "node bindings"
 bash bindings-node/test.sh
+
+step "soak, short forms (long forms: benches/soak/README.md)"
+.venv/bin/python benches/soak/sampler.py 1000
+.venv/bin/python benches/soak/generate.py 200
+node benches/soak/generate.mjs 200
+.venv/bin/python benches/soak/batch_kill.py --files 18 --kills 3 \
+  --cli "target/$CARGO_BUILD_TARGET/debug/video-llava"
 
 step "server clients: openai (Python, npm), the page in Chromium"
 bash examples/serve-clients/test.sh
