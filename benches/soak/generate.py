@@ -22,22 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import video_llava as vl
+from memory import memory_mib  # benches/soak/memory.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = 4
 WARMUP = 60
 REPORT = 20
 TOLERANCE_MIB = 8.0
-
-
-def memory_mib() -> tuple[float, float]:
-    """(resident now, peak resident so far) of this process, in MiB."""
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 def jobs(data: Path):
