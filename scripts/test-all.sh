@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the one before it took, so a slow CI run says where its time went.
+step_started=$SECONDS
+step() {
+  printf '\n(%ds; %ds in all)\n==> %s\n' "$((SECONDS - step_started))" "$SECONDS" "$*"
+  step_started=$SECONDS
+}
 
 step "system packages"
 bash scripts/setup-system.sh
