@@ -47,11 +47,10 @@ pub(crate) fn plan(
     t: &Timeline<'_>,
     max_frames: u64,
 ) -> Result<Plan, PlanError> {
+    sampling.check().map_err(PlanError::Invalid)?;
     let total = t.frame_count;
+    // Counts are at least one here (`Sampling::check`); this is the memory budget.
     let check_count = |n: u64| -> Result<(), PlanError> {
-        if n == 0 {
-            return Err(PlanError::Invalid("zero frames requested".into()));
-        }
         if n > max_frames {
             return Err(PlanError::TooMany {
                 requested: n,
@@ -110,11 +109,6 @@ pub(crate) fn plan(
                 .collect::<Result<Vec<_>, _>>()?
         }
         Sampling::Every(step) => {
-            if !step.is_finite() || *step <= 0.0 {
-                return Err(PlanError::Invalid(format!(
-                    "Every needs a positive interval, got {step}"
-                )));
-            }
             require_frames()?;
             // Times k * step for k = 0, 1, ... strictly before the end.
             let n = ((t.end_time - TIME_EPSILON) / step).floor().max(0.0) + 1.0;
@@ -127,9 +121,6 @@ pub(crate) fn plan(
         Sampling::Keyframes { max } => {
             check_count((*max as u64).min(t.keyframes.len().max(1) as u64))?;
             require_frames()?;
-            if *max == 0 {
-                return Err(PlanError::Invalid("zero frames requested".into()));
-            }
             spread(t.keyframes, *max)
         }
     };
@@ -165,13 +156,9 @@ pub(crate) fn linspace(n: u64, total: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The frame shown at `seconds` (from the first frame): the last frame that starts at or before it.
+/// The frame shown at `seconds` (from the first frame; finite and `>= 0`, as
+/// `Sampling::check` ensures): the last frame that starts at or before it.
 fn frame_at(seconds: f64, t: &Timeline<'_>) -> Result<u64, PlanError> {
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(PlanError::Invalid(format!(
-            "timestamp {seconds} is not a non-negative number of seconds"
-        )));
-    }
     if seconds > t.end_time + TIME_EPSILON {
         return Err(PlanError::Invalid(format!(
             "timestamp {seconds}s is past the end of the video ({:.3}s)",
@@ -222,6 +209,9 @@ pub(crate) fn output_size(
             "the stream reports a {width}x{height} frame size"
         )));
     }
+    if let Some(resize) = &resize {
+        resize.check().map_err(PlanError::Invalid)?;
+    }
     let swap = rotation % 180 == 90;
     let (dw, dh) = if swap {
         (height, width)
@@ -241,30 +231,15 @@ pub(crate) fn output_size(
     };
     let (ow, oh) = match resize {
         None => (dw, dh),
-        Some(Resize::ShortestSide(s)) => {
-            if s == 0 {
-                return Err(PlanError::Invalid("Resize::ShortestSide(0)".into()));
-            }
-            scale_to(s, false)
-        }
+        Some(Resize::ShortestSide(s)) => scale_to(s, false),
         Some(Resize::MaxSide(m)) => {
-            if m == 0 {
-                return Err(PlanError::Invalid("Resize::MaxSide(0)".into()));
-            }
             if dw.max(dh) <= m {
                 (dw, dh)
             } else {
                 scale_to(m, true)
             }
         }
-        Some(Resize::Exact { width, height }) => {
-            if width == 0 || height == 0 {
-                return Err(PlanError::Invalid(format!(
-                    "Resize::Exact to {width}x{height}"
-                )));
-            }
-            (width, height)
-        }
+        Some(Resize::Exact { width, height }) => (width, height),
     };
     let (sw, sh) = if swap { (oh, ow) } else { (ow, oh) };
     Ok(OutputSize {
@@ -373,6 +348,26 @@ mod tests {
         assert!(invalid(Sampling::Every(0.0)));
         assert!(invalid(Sampling::Every(f64::NAN)));
         assert!(invalid(Sampling::Keyframes { max: 0 }));
+        assert!(invalid(Sampling::Timestamps(vec![])));
+        // One policy: the planner refuses with the words `SampleOptions::validate` uses.
+        for s in [
+            Sampling::Uniform(0),
+            Sampling::Indices(vec![]),
+            Sampling::Timestamps(vec![]),
+            Sampling::Timestamps(vec![-0.1]),
+            Sampling::Every(f64::NAN),
+            Sampling::Keyframes { max: 0 },
+        ] {
+            let Err(PlanError::Invalid(planned)) = plan(&s, &t, 100) else {
+                panic!("{s:?} was planned");
+            };
+            let Err(crate::Error::InvalidRequest(validated)) =
+                crate::SampleOptions::new(s.clone()).validate()
+            else {
+                panic!("{s:?} passed validate");
+            };
+            assert_eq!(planned, validated, "{s:?}");
+        }
         assert_eq!(
             plan(&Sampling::Uniform(101), &t, 100),
             Err(PlanError::TooMany {

@@ -80,6 +80,38 @@ pub enum Sampling {
     },
 }
 
+impl Sampling {
+    /// The one check of what a request may ask for (whatever the video): a count of at least
+    /// one, a non-empty list, times that are finite and `>= 0`, a positive interval. Both
+    /// [`SampleOptions::validate`] and the planner call it; what depends on the video (past the
+    /// end, the memory budget) is the planner's.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self {
+            Sampling::Uniform(0) | Sampling::Linspace(0) | Sampling::Keyframes { max: 0 } => {
+                Err("num_frames must be at least 1".into())
+            }
+            Sampling::Indices(v) if v.is_empty() => {
+                Err("indices must list at least one frame".into())
+            }
+            Sampling::Timestamps(times) if times.is_empty() => {
+                Err("timestamps must list at least one time".into())
+            }
+            Sampling::Timestamps(times) => {
+                match times.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+                    Some(t) => Err(format!(
+                        "timestamps must be finite numbers of seconds >= 0, got {t}"
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Sampling::Every(every) if !(every.is_finite() && *every > 0.0) => Err(format!(
+                "every must be a positive number of seconds, got {every}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// How to reach each target frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SeekMode {
@@ -108,6 +140,20 @@ pub enum Resize {
         /// Height in pixels.
         height: u32,
     },
+}
+
+impl Resize {
+    /// The one check of a resize: every size at least one pixel (see [`Sampling::check`]).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match *self {
+            Resize::ShortestSide(0) => Err("resize shortest_side must be at least 1 pixel".into()),
+            Resize::MaxSide(0) => Err("resize max_side must be at least 1 pixel".into()),
+            Resize::Exact { width, height } if width == 0 || height == 0 => Err(format!(
+                "resize width and height must be at least 1 pixel, got {width}x{height}"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A sampling request.
@@ -173,37 +219,9 @@ impl SampleOptions {
     /// Errors: [`crate::Error::InvalidRequest`] naming the field (in snake_case).
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::InvalidRequest(m));
-        match &self.sampling {
-            Sampling::Uniform(0) | Sampling::Linspace(0) | Sampling::Keyframes { max: 0 } => {
-                return bad("num_frames must be at least 1".into())
-            }
-            Sampling::Timestamps(times) => {
-                if let Some(t) = times.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
-                    return bad(format!(
-                        "timestamps must be finite numbers of seconds >= 0, got {t}"
-                    ));
-                }
-            }
-            Sampling::Every(every) if !(every.is_finite() && *every > 0.0) => {
-                return bad(format!(
-                    "every must be a positive number of seconds, got {every}"
-                ))
-            }
-            _ => {}
-        }
-        match self.resize {
-            Some(Resize::ShortestSide(0)) => {
-                return bad("resize shortest_side must be at least 1 pixel".into())
-            }
-            Some(Resize::MaxSide(0)) => {
-                return bad("resize max_side must be at least 1 pixel".into())
-            }
-            Some(Resize::Exact { width, height }) if width == 0 || height == 0 => {
-                return bad(format!(
-                    "resize width and height must be at least 1 pixel, got {width}x{height}"
-                ))
-            }
-            _ => {}
+        self.sampling.check().or_else(bad)?;
+        if let Some(resize) = &self.resize {
+            resize.check().or_else(bad)?;
         }
         if self.max_bytes == 0 {
             return bad("max_bytes must be at least 1".into());
