@@ -48,6 +48,39 @@ pub fn options<T: FromNapiValue + Default>(
     }
 }
 
+/// A count, size or index given as a JS number: a whole number from 0 to `max`. napi's own
+/// integer conversions do not refuse (`-1` becomes 4294967295 as a `u32`, `2.5` becomes 2), so
+/// every integer option arrives as a number and is converted here; what the value may be is the
+/// core's to check.
+pub fn whole(what: &str, value: f64, max: u64) -> Result<u64, JsFailure> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= max as f64 {
+        Ok(value as u64)
+    } else {
+        Err(JsFailure::invalid(format!(
+            "{what} must be a whole number from 0 to {max}, got {value}"
+        )))
+    }
+}
+
+/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// [`whole`] up to `u32::MAX`.
+pub fn whole_u32(what: &str, value: f64) -> Result<u32, JsFailure> {
+    whole(what, value, u32::MAX.into()).map(|n| n as u32)
+}
+
+/// [`whole`] up to `u32::MAX`, as a `usize` (every count the engine takes fits; larger ones are
+/// refused by the core's own bounds long before).
+pub fn whole_usize(what: &str, value: f64) -> Result<usize, JsFailure> {
+    whole_u32(what, value).map(|n| n as usize)
+}
+
+/// An optional [`whole_usize`].
+pub fn opt_usize(what: &str, value: Option<f64>) -> Result<Option<usize>, JsFailure> {
+    value.map(|v| whole_usize(what, v)).transpose()
+}
+
 /// A byte count given as a JS number: a whole number `>= 0` (past `usize`, as many as there can
 /// be); what the count may be is the core's to check.
 pub fn whole_bytes(what: &str, value: f64) -> Result<usize, JsFailure> {

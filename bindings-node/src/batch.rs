@@ -23,7 +23,7 @@ use crate::request::Call;
 pub struct BatchOptions {
     /// The most requests decoded together, one forward pass per token for all of them (1 to
     /// 16, default 8); more wait and join as others finish.
-    pub max_batch: Option<u32>,
+    pub max_batch: Option<f64>,
     /// The most bytes the running requests' KV caches may take together; a request that does
     /// not fit waits, one that cannot fit alone rejects with `ERR_TOO_LARGE`. Default: no bound.
     pub max_kv_bytes: Option<f64>,
@@ -36,9 +36,8 @@ impl BatchOptions {
             .map(|b| args::whole_bytes("maxKvBytes", b))
             .transpose()?;
         let options = RsBatchOptions {
-            max_batch: self
-                .max_batch
-                .map_or(RsBatchOptions::default().max_batch, |n| n as usize),
+            max_batch: args::opt_usize("maxBatch", self.max_batch)?
+                .unwrap_or(RsBatchOptions::default().max_batch),
             max_kv_bytes,
         };
         options.validate().map_err(JsFailure::from)?;

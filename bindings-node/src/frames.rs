@@ -71,13 +71,13 @@ impl From<RsVideoInfo> for VideoInfo {
 #[napi(object, object_to_js = false)]
 pub struct ResizeOptions {
     /// Scale so the shortest side is this many pixels, aspect kept.
-    pub shortest_side: Option<u32>,
+    pub shortest_side: Option<f64>,
     /// Scale so the longest side is at most this many pixels, aspect kept (never upscales).
-    pub max_side: Option<u32>,
+    pub max_side: Option<f64>,
     /// Exact output width (with `height`).
-    pub width: Option<u32>,
+    pub width: Option<f64>,
     /// Exact output height (with `width`).
-    pub height: Option<u32>,
+    pub height: Option<f64>,
 }
 
 /// Which frames `sampleFrames` decodes, and how.
@@ -85,13 +85,13 @@ pub struct ResizeOptions {
 #[derive(Default)]
 pub struct SampleFramesOptions {
     /// How many frames for `uniform`, `linspace` (default 8) and `keyframes` (the most returned).
-    pub num_frames: Option<u32>,
+    pub num_frames: Option<f64>,
     /// `uniform` (`floor(i * total / n)`, the Hugging Face convention, default), `linspace`
     /// (`linspace(0, total - 1, n)`, the original Video-LLaVA code) or `keyframes`.
     #[napi(ts_type = "'uniform' | 'linspace' | 'keyframes'")]
     pub sampling: Option<String>,
     /// Explicit frame indices in presentation order (overrides `sampling`).
-    pub indices: Option<Vec<i64>>,
+    pub indices: Option<Vec<f64>>,
     /// The frames shown at these times, in seconds (overrides `sampling`).
     pub timestamps: Option<Vec<f64>>,
     /// One frame every this many seconds from 0 (overrides `sampling`).
@@ -104,7 +104,7 @@ pub struct SampleFramesOptions {
     /// Apply the display matrix's rotation (default true).
     pub rotate: Option<bool>,
     /// Decoder threads; 0 = all cores (default).
-    pub threads: Option<u32>,
+    pub threads: Option<f64>,
     /// The most bytes the batch may take (default 2 GiB); more is refused with `ERR_TOO_LARGE`.
     pub max_bytes: Option<f64>,
 }
@@ -153,12 +153,12 @@ impl From<RsFrameBatch> for FrameBatch {
 #[derive(Default)]
 pub struct ThumbnailOptions {
     /// Longest side of the output, in pixels (aspect kept, never upscaled; default 320).
-    pub max_size: Option<u32>,
+    pub max_size: Option<f64>,
     /// `jpeg` (default), `png` or `webp`.
     #[napi(ts_type = "'jpeg' | 'png' | 'webp'")]
     pub format: Option<String>,
     /// JPEG quality, 1-100 (default 85).
-    pub quality: Option<u32>,
+    pub quality: Option<f64>,
     /// Apply rotation (default true).
     pub rotate: Option<bool>,
 }
@@ -199,10 +199,14 @@ impl From<RsThumbnail> for Thumbnail {
 impl ResizeOptions {
     /// The one shape given; the sizes are checked by the core ([`SampleOptions::validate`]).
     fn to_resize(&self) -> Result<Resize, JsFailure> {
+        let side = |what, v| args::whole_u32(what, v);
         match (self.shortest_side, self.max_side, self.width, self.height) {
-            (Some(s), None, None, None) => Ok(Resize::ShortestSide(s)),
-            (None, Some(m), None, None) => Ok(Resize::MaxSide(m)),
-            (None, None, Some(width), Some(height)) => Ok(Resize::Exact { width, height }),
+            (Some(s), None, None, None) => Ok(Resize::ShortestSide(side("shortestSide", s)?)),
+            (None, Some(m), None, None) => Ok(Resize::MaxSide(side("maxSide", m)?)),
+            (None, None, Some(width), Some(height)) => Ok(Resize::Exact {
+                width: side("width", width)?,
+                height: side("height", height)?,
+            }),
             _ => Err(JsFailure::invalid(
                 "resize: give exactly one of { shortestSide }, { maxSide } or { width, height }",
             )),
@@ -223,14 +227,11 @@ impl SampleFramesOptions {
                 "give at most one of indices, timestamps and every",
             ));
         }
-        let n = self.num_frames.unwrap_or(8) as usize;
+        let n = args::opt_usize("numFrames", self.num_frames)?.unwrap_or(8);
         let sampling = if let Some(indices) = &self.indices {
             let indices = indices
                 .iter()
-                .map(|&i| {
-                    u64::try_from(i)
-                        .map_err(|_| JsFailure::invalid(format!("negative frame index {i}")))
-                })
+                .map(|&i| args::whole("indices", i, args::MAX_SAFE_INTEGER))
                 .collect::<Result<Vec<_>, _>>()?;
             Sampling::Indices(indices)
         } else if let Some(times) = &self.timestamps {
@@ -267,7 +268,7 @@ impl SampleFramesOptions {
             .seek(seek)
             .resize(resize)
             .rotate(self.rotate.unwrap_or(true))
-            .threads(self.threads.unwrap_or(0) as usize);
+            .threads(args::opt_usize("threads", self.threads)?.unwrap_or(0));
         if let Some(max) = self.max_bytes {
             options.max_bytes = args::whole_bytes("maxBytes", max)?;
         }
@@ -285,15 +286,18 @@ impl ThumbnailOptions {
                 .parse::<ImageFormat>()
                 .map_err(|e| JsFailure::invalid(e.to_string()))?,
         };
-        // A u32 past a u8 cannot be a quality; within a u8 the core checks 1-100.
+        // A number past a u8 cannot be a quality; within a u8 the core checks 1-100.
         let quality = match self.quality {
             None => defaults.quality,
-            Some(q) => u8::try_from(q).map_err(|_| {
+            Some(q) => args::whole("quality", q, u8::MAX.into()).map_err(|_| {
                 JsFailure::invalid(format!("thumbnail quality must be 1-100, got {q}"))
-            })?,
+            })? as u8,
         };
         let options = RsThumbnailOptions {
-            max_size: self.max_size.unwrap_or(defaults.max_size),
+            max_size: match self.max_size {
+                None => defaults.max_size,
+                Some(m) => args::whole_u32("maxSize", m)?,
+            },
             format,
             quality,
             rotate: self.rotate.unwrap_or(defaults.rotate),

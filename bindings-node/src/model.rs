@@ -343,7 +343,7 @@ pub struct PixelOptions {
     /// Image pixels `(images, 3, 224, 224)` flattened, CLIP-normalized.
     pub pixel_values_images: Option<Float32Array>,
     /// For `generateIds`: the most new tokens (default 16).
-    pub max_new_tokens: Option<u32>,
+    pub max_new_tokens: Option<f64>,
 }
 
 const PIXELS_PER_FRAME: usize = 3 * 224 * 224;
@@ -613,8 +613,8 @@ impl VideoLlava {
         num_frames: Option<Unknown<'_>>,
     ) -> AsyncTask<TokenizeTask> {
         let request = args::required::<String>("prompt", prompt).and_then(|prompt| {
-            let frames = args::optional::<u32>("numFrames", num_frames)?.unwrap_or(8);
-            Ok((prompt, frames as usize))
+            let frames = args::optional::<f64>("numFrames", num_frames)?;
+            Ok((prompt, args::opt_usize("numFrames", frames)?.unwrap_or(8)))
         });
         AsyncTask::new(TokenizeTask {
             model: self.inner.clone(),
@@ -665,10 +665,17 @@ fn raw_inputs(
     input_ids: Unknown<'_>,
     options: Option<Unknown<'_>>,
 ) -> Result<(RawInputs, Option<u32>), JsFailure> {
-    let ids = match args::required::<Either<Uint32Array, Vec<u32>>>("inputIds", input_ids)? {
+    let ids = match args::required::<Either<Uint32Array, Vec<f64>>>("inputIds", input_ids)? {
         Either::A(typed) => typed.to_vec(),
-        Either::B(plain) => plain,
+        Either::B(plain) => plain
+            .into_iter()
+            .map(|id| args::whole_u32("inputIds", id))
+            .collect::<Result<_, _>>()?,
     };
     let options = args::options::<PixelOptions>("options", options)?;
-    Ok((RawInputs::new(ids, &options)?, options.max_new_tokens))
+    let max_new_tokens = options
+        .max_new_tokens
+        .map(|n| args::whole_u32("maxNewTokens", n))
+        .transpose()?;
+    Ok((RawInputs::new(ids, &options)?, max_new_tokens))
 }

@@ -17,11 +17,11 @@ pub struct VideoFrames {
     /// `count * height * width * 3` RGB bytes, frame-major.
     pub frames: Uint8Array,
     /// Frame width.
-    pub width: u32,
+    pub width: f64,
     /// Frame height.
-    pub height: u32,
+    pub height: f64,
     /// Frame count.
-    pub count: u32,
+    pub count: f64,
 }
 
 /// Decoded RGB pixels of one image.
@@ -30,9 +30,9 @@ pub struct RgbImage {
     /// `height * width * 3` RGB bytes, rows top to bottom.
     pub data: Uint8Array,
     /// Width.
-    pub width: u32,
+    pub width: f64,
     /// Height.
-    pub height: u32,
+    pub height: f64,
 }
 
 /// An earlier turn of the conversation.
@@ -68,17 +68,17 @@ pub struct GenerateOptions {
     #[napi(ts_type = "Array<string | Buffer | Uint8Array | RgbImage>")]
     pub images: Option<Vec<JsImage>>,
     /// The most tokens to generate (default 256).
-    pub max_new_tokens: Option<u32>,
+    pub max_new_tokens: Option<f64>,
     /// 0 = greedy (default).
     pub temperature: Option<f64>,
     /// Nucleus sampling threshold in (0, 1] (default 1 = off).
     pub top_p: Option<f64>,
     /// Keep only the k most likely tokens (default off).
-    pub top_k: Option<u32>,
+    pub top_k: Option<f64>,
     /// > 1 penalizes tokens already seen (default 1 = off).
     pub repetition_penalty: Option<f64>,
     /// Seed for sampling (default: from entropy).
-    pub seed: Option<i64>,
+    pub seed: Option<f64>,
     /// Stop when the output ends with this string or any of these strings (not returned).
     #[napi(ts_type = "string | string[]")]
     pub stop: Option<Either<String, Vec<String>>>,
@@ -202,12 +202,12 @@ impl GenerateOptions {
 
 #[derive(Default)]
 struct GenerationKnobs {
-    max_new_tokens: Option<u32>,
+    max_new_tokens: Option<f64>,
     temperature: Option<f64>,
     top_p: Option<f64>,
-    top_k: Option<u32>,
+    top_k: Option<f64>,
     repetition_penalty: Option<f64>,
-    seed: Option<i64>,
+    seed: Option<f64>,
     stop: Option<Either<String, Vec<String>>>,
 }
 
@@ -255,9 +255,9 @@ fn to_video(video: JsVideo, options: Option<SampleFramesOptions>) -> Result<Vide
             // The sizes are checked by the core (with checked arithmetic) when the frames are
             // preprocessed; a wrong one rejects with its message.
             let (count, height, width) = (
-                frames.count as usize,
-                frames.height as usize,
-                frames.width as usize,
+                args::whole_usize("count", frames.count)?,
+                args::whole_usize("height", frames.height)?,
+                args::whole_usize("width", frames.width)?,
             );
             Ok(VideoInput::Frames {
                 data: frames.frames.to_vec(),
@@ -285,7 +285,10 @@ fn to_image(image: JsImage) -> Result<ImageInput, JsFailure> {
         Either3::B(bytes) => ImageInput::Encoded(bytes.to_vec()),
         Either3::C(rgb) => {
             // Checked by the core when the image is preprocessed.
-            let (height, width) = (rgb.height as usize, rgb.width as usize);
+            let (height, width) = (
+                args::whole_usize("height", rgb.height)?,
+                args::whole_usize("width", rgb.width)?,
+            );
             ImageInput::Rgb {
                 data: rgb.data.to_vec(),
                 height,
@@ -297,24 +300,20 @@ fn to_image(image: JsImage) -> Result<ImageInput, JsFailure> {
 
 fn to_params(knobs: GenerationKnobs) -> Result<GenerationParams, JsFailure> {
     let defaults = GenerationParams::default();
-    // Only what JS numbers need (a u32 or i64 to usize/u64) is converted here; the values are
+    // Only what JS numbers need (a whole number to usize/u64) is converted here; the values are
     // checked by the core (`GenerationParams::validate`), its messages in camelCase.
-    let max_new_tokens = knobs
-        .max_new_tokens
-        .map_or(defaults.max_new_tokens, |n| n as usize);
+    let max_new_tokens =
+        args::opt_usize("maxNewTokens", knobs.max_new_tokens)?.unwrap_or(defaults.max_new_tokens);
     let temperature = knobs.temperature.unwrap_or(defaults.temperature);
     let top_p = knobs.top_p.unwrap_or(defaults.top_p);
-    let top_k = knobs.top_k.map(|k| k as usize);
+    let top_k = args::opt_usize("topK", knobs.top_k)?;
     let repetition_penalty = knobs
         .repetition_penalty
         .map_or(defaults.repetition_penalty, |p| p as f32);
-    let seed = match knobs.seed {
-        None => None,
-        Some(s) => Some(
-            u64::try_from(s)
-                .map_err(|_| JsFailure::invalid(format!("seed must be >= 0, got {s}")))?,
-        ),
-    };
+    let seed = knobs
+        .seed
+        .map(|s| args::whole("seed", s, args::MAX_SAFE_INTEGER))
+        .transpose()?;
     let stop = match knobs.stop {
         None => Vec::new(),
         Some(Either::A(one)) => vec![one],

@@ -50,7 +50,7 @@ pub struct VideoLimits {
     pub call_timeout_ms: Option<Either<f64, Null>>,
     /// The most decoder threads a call may use (default 16): a `threads` over it is
     /// `ERR_INVALID_ARGUMENT`; `threads: 0` gets all cores up to it.
-    pub max_decoder_threads: Option<u32>,
+    pub max_decoder_threads: Option<f64>,
 }
 
 /// `Video.open`'s options as the core's limits; what is not given keeps the default.
@@ -78,9 +78,11 @@ fn limits_request(options: Option<Unknown<'_>>) -> Result<frame_sampler::Limits,
     Ok(frame_sampler::Limits {
         max_input_bytes,
         call_timeout,
-        max_decoder_threads: given
-            .max_decoder_threads
-            .map_or(defaults.max_decoder_threads, |n| n as usize),
+        max_decoder_threads: crate::args::opt_usize(
+            "maxDecoderThreads",
+            given.max_decoder_threads,
+        )?
+        .unwrap_or(defaults.max_decoder_threads),
     })
 }
 

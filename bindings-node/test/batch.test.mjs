@@ -65,7 +65,7 @@ describe('generateBatch', () => {
       model.generateBatch([requests[2], { ...requests[1], signal: controller.signal }]),
       (e) => e.name === 'AbortError',
     )
-    for (const options of [{ maxBatch: 0 }, { maxBatch: 17 }, { maxKvBytes: -1 }]) {
+    for (const options of [{ maxBatch: 0 }, { maxBatch: 17 }, { maxBatch: -1 }, { maxBatch: 2.5 }, { maxKvBytes: -1 }]) {
       await assert.rejects(model.generateBatch([requests[2]], options), (e) => e.code === 'ERR_INVALID_ARGUMENT', JSON.stringify(options))
     }
     await assert.rejects(model.generateBatch([{ maxNewTokens: 3 }]), /prompt/)

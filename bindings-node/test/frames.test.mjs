@@ -238,6 +238,32 @@ describe('bad input rejects with a stable .code', () => {
     }
   })
 
+  it('integer options are whole numbers: -1 and 2.5 are refused, not wrapped or truncated', async () => {
+    // napi's own u32 conversion turns -1 into 4294967295 and 2.5 into 2 without a word.
+    const cases = [
+      [() => sampleFrames(H264, { numFrames: -1 }), /numFrames must be a whole number from 0 to 4294967295, got -1/],
+      [() => sampleFrames(H264, { numFrames: 2.5 }), /numFrames .* got 2.5/],
+      [() => sampleFrames(H264, { numFrames: 2 ** 32 }), /numFrames .* got 4294967296/],
+      [() => sampleFrames(H264, { threads: -1 }), /threads .* got -1/],
+      [() => sampleFrames(H264, { indices: [0, 1.5] }), /indices .* got 1.5/],
+      [() => sampleFrames(H264, { resize: { maxSide: -224 } }), /maxSide .* got -224/],
+      [() => sampleFrames(H264, { resize: { width: 64, height: Number.NaN } }), /height .* got NaN/],
+      [() => thumbnail(H264, { maxSize: -1 }), /maxSize .* got -1/],
+      [() => thumbnail(H264, { quality: 90.5 }), /quality must be 1-100, got 90.5/],
+      [() => thumbnail(H264, { quality: -1 }), /quality must be 1-100, got -1/],
+    ]
+    for (const [call, message] of cases) {
+      await assert.rejects(call(), (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${call}: ${err.code} ${err.message}`)
+        assert.match(err.message, message)
+        return true
+      })
+    }
+    // A whole number given as a float is still that number.
+    const two = await sampleFrames(H264, { numFrames: 2.0 })
+    assert.equal(two.count, 2)
+  })
+
   it('the core checks the values and the message names the JS option', async () => {
     // Refused before the file is opened (it does not exist), in the option's camelCase name.
     const missing = '/nonexistent/clip.mp4'

@@ -244,6 +244,25 @@ describe('generate', () => {
         return true
       })
     }
+    // Integer options are whole numbers: napi alone would wrap -1 to 4294967295 and cut 2.5 to 2.
+    for (const [options, message] of [
+      [{ maxNewTokens: -1 }, /maxNewTokens must be a whole number from 0 to 4294967295, got -1/],
+      [{ maxNewTokens: 2.5 }, /maxNewTokens .* got 2.5/],
+      [{ topK: -3 }, /topK .* got -3/],
+      [{ seed: 1.5 }, /seed .* got 1.5/],
+      [{ seed: 2 ** 60 }, /seed must be a whole number from 0 to 9007199254740991/],
+      [{ video: { frames: Buffer.alloc(12), width: -1, height: 2, count: 1 } }, /width .* got -1/],
+      [{ image: { data: Buffer.alloc(12), width: 2, height: 2.5 } }, /height .* got 2.5/],
+    ]) {
+      await assert.rejects(model.generate({ prompt: 'Say hello.', ...options }), (err) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT', `${JSON.stringify(options)}: ${err.code} ${err.message}`)
+        assert.match(err.message, message)
+        return true
+      })
+    }
+    await assert.rejects(model.tokenize('USER: <video> ASSISTANT:', -8), /numFrames .* got -8/)
+    await assert.rejects(model.generateIds([1, -2]), /inputIds .* got -2/)
+    await assert.rejects(model.generateIds([1, 2], { maxNewTokens: -1 }), /maxNewTokens .* got -1/)
     // Wrong JS types reject the same way; they never throw synchronously.
     const wrongTypes = [
       () => model.generate('Say hello.'),

@@ -99,7 +99,7 @@ describe('Video', () => {
     sameBatch(await capped.sample({ numFrames: 2 }), await sampleFrames(path, { numFrames: 2 }), 'capped')
     capped.close()
     for (const bad of [{ maxInputBytes: -1 }, { maxInputBytes: 0 }, { callTimeoutMs: 0 }, { callTimeoutMs: -5 },
-      { maxDecoderThreads: 0 }, 'fast']) {
+      { maxDecoderThreads: 0 }, { maxDecoderThreads: -1 }, { maxDecoderThreads: 1.5 }, 'fast']) {
       await assert.rejects(Video.open(path, bad), { code: 'ERR_INVALID_ARGUMENT' }, JSON.stringify(bad))
     }
   })
