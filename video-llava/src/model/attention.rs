@@ -128,12 +128,7 @@ fn one_query(
         heads(0, &mut out);
     } else {
         let per = h.div_ceil(threads);
-        let heads = &heads;
-        std::thread::scope(|s| {
-            for (i, part) in out.chunks_mut(per * hd).enumerate() {
-                s.spawn(move || heads(i * per, part));
-            }
-        });
+        super::pool::for_each_part(&mut out, per * hd, |i, part| heads(i * per, part));
     }
     Ok(Some(Tensor::from_vec(out, (1, 1, h * hd), &Device::Cpu)?))
 }
@@ -291,10 +286,8 @@ impl InplaceOp1 for CausalSoftmax {
             return Ok(());
         }
         let rows_per_thread = rows.div_ceil(threads);
-        std::thread::scope(|s| {
-            for (i, part) in data.chunks_mut(rows_per_thread * cols).enumerate() {
-                s.spawn(move || self.rows(part, i * rows_per_thread, cols));
-            }
+        super::pool::for_each_part(data, rows_per_thread * cols, |i, part| {
+            self.rows(part, i * rows_per_thread, cols)
         });
         Ok(())
     }

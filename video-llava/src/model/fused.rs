@@ -12,8 +12,8 @@ use crate::config::Activation;
 /// Below this many elements a kernel runs on the calling thread (decode steps).
 const PARALLEL_MIN: usize = 1 << 15;
 
-/// Splits `rows` rows of `dst` (each `dst_cols` wide) across the CPU threads candle uses and runs
-/// `f(first_row, dst_rows)` on each part.
+/// Splits `rows` rows of `dst` (each `dst_cols` wide) into one part per CPU thread candle uses and
+/// runs `f(first_row, dst_rows)` on each part, on the kernels' pool.
 fn par_rows<F>(dst: &mut [f32], dst_cols: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
@@ -25,12 +25,7 @@ where
         return;
     }
     let per = rows.div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        for (i, part) in dst.chunks_mut(per * dst_cols).enumerate() {
-            s.spawn(move || f(i * per, part));
-        }
-    });
+    super::pool::for_each_part(dst, per * dst_cols, |i, part| f(i * per, part));
 }
 
 fn is_cpu_f32_contiguous(xs: &Tensor) -> bool {

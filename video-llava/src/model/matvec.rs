@@ -94,12 +94,7 @@ fn product(
         outputs(0, &mut out);
     } else {
         let per = out_dim.div_ceil(threads);
-        let outputs = &outputs;
-        std::thread::scope(|s| {
-            for (i, part) in out.chunks_mut(per * rows).enumerate() {
-                s.spawn(move || outputs(i * per, part));
-            }
-        });
+        super::pool::for_each_part(&mut out, per * rows, |i, part| outputs(i * per, part));
     }
     if rows > 1 {
         let mut by_row = vec![0f32; out.len()];
