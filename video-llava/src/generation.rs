@@ -118,7 +118,8 @@ impl StopReason {
     }
 }
 
-/// A flag another thread sets to stop a generation at the next token.
+/// A flag another thread sets to stop a generation: at the next token, or, during the vision
+/// towers and the prefill, at the next layer.
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 
@@ -139,7 +140,42 @@ impl CancelToken {
     pub fn same(&self, other: &CancelToken) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// Makes this the token the model's layer loops on this thread poll (each vision tower
+    /// layer, each Llama layer) until the guard drops, so a cancel stops a long stage (a
+    /// minute of prefill on the 7B on a CPU) within one layer instead of at its end. A layer
+    /// loop that sees it cancelled ends with an error, which the stage reads as the cancel.
+    pub(crate) fn scope(&self) -> CancelScope {
+        let previous = STAGE_CANCEL.with(|c| c.replace(Some(self.clone())));
+        CancelScope { previous }
+    }
 }
+
+thread_local! {
+    /// The token of the stage running on this thread ([`CancelToken::scope`]).
+    static STAGE_CANCEL: std::cell::RefCell<Option<CancelToken>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Restores the thread's previous stage token when dropped.
+pub(crate) struct CancelScope {
+    previous: Option<CancelToken>,
+}
+
+impl Drop for CancelScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        STAGE_CANCEL.with(|c| c.replace(previous));
+    }
+}
+
+/// Whether the stage running on this thread was cancelled (a layer loop's check).
+pub(crate) fn stage_cancelled() -> bool {
+    STAGE_CANCEL.with(|c| c.borrow().as_ref().is_some_and(CancelToken::is_cancelled))
+}
+
+/// What a layer loop returns once [`stage_cancelled`]: never seen by callers, since the stage
+/// that set the scope reads any error after a cancel as the cancel.
+pub(crate) const STAGE_CANCELLED: &str = "cancelled between two layers";
 
 /// Picks next tokens from logits by [`GenerationParams`]; remembers the ids seen for the
 /// repetition penalty.

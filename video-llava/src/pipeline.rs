@@ -708,19 +708,29 @@ impl VideoLlava {
         }
 
         let model = &self.inner.model;
+        // The layer loops poll `cancel` too; an error out of a stage after a cancel is the cancel.
+        let _scope = cancel.map(CancelToken::scope);
         let start = Instant::now();
-        let embeds = self.embeddings(&ids, pixels.video.as_ref(), pixels.images.as_ref())?;
+        let embeds = self.embeddings(&ids, pixels.video.as_ref(), pixels.images.as_ref());
         drop(pixels);
         timings.vision = start.elapsed();
+        let embeds = match embeds {
+            Err(_) if cancelled() => return Ok(finished_early(timings)),
+            embeds => embeds?,
+        };
         if cancelled() {
             return Ok(finished_early(timings));
         }
 
         let start = Instant::now();
         let mut cache = model.new_cache(positions)?;
-        let logits = model.forward_embeds(&embeds, &mut cache)?;
+        let logits = model.forward_embeds(&embeds, &mut cache);
         drop(embeds);
         timings.prefill = start.elapsed();
+        let logits = match logits {
+            Err(_) if cancelled() => return Ok(finished_early(timings)),
+            logits => logits?,
+        };
         Ok(Prefill::Ready(Prefilled {
             ids,
             cached: 0,
@@ -1143,6 +1153,62 @@ mod tests {
         assert!(stream.next_timeout(slice).unwrap().unwrap().is_err());
         assert!(stream.next_timeout(slice).unwrap().is_none());
         assert!(stream.next().is_none());
+    }
+
+    #[test]
+    fn a_cancelled_stage_stops_the_vision_towers_and_the_prefill_between_layers() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-legacy");
+        let api = VideoLlava::from_pretrained(dir, &Device::Cpu, DType::F32).unwrap();
+        let ids = api.tokenize("USER: <video>\nHi ASSISTANT:", 8).unwrap();
+        let pixels = Tensor::zeros((1, 8, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
+        let model = api.model();
+        let embeds = api.embeddings(&ids, Some(&pixels), None).unwrap();
+
+        let cancel = CancelToken::new();
+        {
+            let _scope = cancel.scope();
+            // Not cancelled: the stages run as without a scope.
+            let mut cache = model.new_cache(ids.len()).unwrap();
+            model.forward_embeds(&embeds, &mut cache).unwrap();
+            assert_eq!(cache.len(), ids.len());
+            cancel.cancel();
+            let err = api.embeddings(&ids, Some(&pixels), None).unwrap_err();
+            assert!(
+                err.to_string().contains(crate::generation::STAGE_CANCELLED),
+                "{err}"
+            );
+            let mut cache = model.new_cache(ids.len()).unwrap();
+            let err = model.forward_embeds(&embeds, &mut cache).unwrap_err();
+            assert!(
+                err.to_string().contains(crate::generation::STAGE_CANCELLED),
+                "{err}"
+            );
+            assert_eq!(
+                cache.len(),
+                0,
+                "a cancelled prefill does not advance the cache"
+            );
+        }
+        // The scope ended with the guard: the same (cancelled) token no longer reaches the loops.
+        let mut cache = model.new_cache(ids.len()).unwrap();
+        model.forward_embeds(&embeds, &mut cache).unwrap();
+        // And through the pipeline a cancel is a cancelled generation, not an error.
+        let request = Request::new("Hi").with_video(VideoInput::Frames {
+            data: vec![0; 8 * 16 * 16 * 3],
+            count: 8,
+            height: 16,
+            width: 16,
+        });
+        let generation = api
+            .generate(
+                &request,
+                &GenerationParams::greedy(4),
+                Some(&cancel),
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+        assert_eq!(generation.stop_reason, StopReason::Cancelled);
+        assert!(generation.token_ids.is_empty());
     }
 
     #[test]

@@ -166,6 +166,11 @@ impl VisionTower {
         let mut xs = self.pre_layrnorm.forward(&self.embeddings(pixels)?)?;
         keep(0, &xs);
         for (i, layer) in self.layers.iter().enumerate() {
+            if crate::generation::stage_cancelled() {
+                return Err(candle_core::Error::Msg(
+                    crate::generation::STAGE_CANCELLED.into(),
+                ));
+            }
             xs = layer.forward(&xs)?;
             keep(i + 1, &xs);
         }
