@@ -122,8 +122,8 @@ fn tensor(pixels: Option<(&[f32], Vec<usize>)>) -> Result<Option<Tensor>, Failur
         .map_err(|e| Failure::Model(e.into()))
 }
 
-/// Polls Python's signal handlers between tokens so Ctrl-C stops a generation running on the
-/// main thread. Signals are only delivered there, so other threads never take the GIL for it.
+/// Polls Python's signal handlers (between tokens, or while waiting on a generation's thread)
+/// so Ctrl-C stops a generation running on the main thread. Signals are only delivered there, so other threads never take the GIL for it.
 pub struct Interrupts {
     on_main_thread: bool,
     last: Instant,
@@ -315,10 +315,26 @@ impl PyVideoLlava {
         let (request, params) = args.build(py)?;
         let mut interrupts = Interrupts::new(py)?;
         let model = self.inner.clone();
-        let generation = detached(py, || {
-            let generation =
-                model.generate(&request, &params, None, &mut |_piece| interrupts.poll())?;
-            interrupts.outcome(generation)
+        let generation = detached(py, move || {
+            if !interrupts.on_main_thread {
+                // No signal reaches this thread: nothing to listen for.
+                let generation =
+                    model.generate(&request, &params, None, &mut |_| ControlFlow::Continue(()))?;
+                return Ok(generation);
+            }
+            // On the main thread the generation runs on a thread of its own and this one
+            // listens, so Ctrl-C is heard during the vision towers and the prefill too (the
+            // cancel stops them at the next layer), not only between tokens.
+            let mut stream = model.stream(request, params);
+            while !matches!(
+                stream.next_timeout(Interrupts::EVERY),
+                Some(None | Some(Err(_)))
+            ) {
+                if interrupts.poll().is_break() {
+                    stream.cancel();
+                }
+            }
+            interrupts.outcome(stream.finish()?)
         })?;
         PyGeneration::new(py, generation)
     }
