@@ -58,14 +58,14 @@ pub struct BatchTask {
     listeners: Vec<AbortListener>,
 }
 
-/// Starts `generateBatch`. Bad arguments reject the promise with `ERR_INVALID_ARGUMENT`, as
+/// Starts `generateBatch` on an engine thread. Bad arguments reject the promise with `ERR_INVALID_ARGUMENT`, as
 /// `generate`'s do.
-pub fn start(
-    env: &Env,
+pub fn start<'env>(
+    env: &'env Env,
     model: RsVideoLlava,
     requests: Unknown<'_>,
     options: Option<Unknown<'_>>,
-) -> napi::bindgen_prelude::AsyncTask<BatchTask> {
+) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'env, Vec<Generation>>> {
     let (requests, options) = match args::required::<Vec<Unknown<'_>>>("requests", requests) {
         Ok(requests) => (
             requests,
@@ -77,7 +77,7 @@ pub fn start(
     let cancels: Vec<CancelToken> = calls.iter().map(|c| c.cancel.clone()).collect();
     let teardowns = cancels.iter().map(|c| TeardownGuard::new(env, c)).collect();
     let listeners = calls.iter_mut().filter_map(|c| c.listener.take()).collect();
-    napi::bindgen_prelude::AsyncTask::new(BatchTask {
+    let task = BatchTask {
         model,
         calls: Some(calls),
         options: Some(options),
@@ -85,7 +85,8 @@ pub fn start(
         sinks: Vec::new(),
         teardowns,
         listeners,
-    })
+    };
+    crate::engine_thread::spawn(env, "video-llava-batch", task)
 }
 
 #[napi]

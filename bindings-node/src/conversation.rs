@@ -4,14 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{AsyncTask, Unknown};
+use napi::bindgen_prelude::{AsyncTask, PromiseRaw, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{Conversation as RsConversation, VideoLlava as RsVideoLlava};
 
 use crate::args;
 use crate::error::{guarded, JsFailure};
-use crate::model::{Engine, GenerateTask};
+use crate::model::{Engine, GenerateTask, Generation};
 use crate::request::{Call, ConversationOptions, Prepared, Turn};
 use crate::stream::TokenStream;
 
@@ -127,10 +127,15 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    fn task(&self, env: Env, options: Unknown<'_>, chat: bool) -> AsyncTask<GenerateTask> {
+    fn task<'env>(
+        &self,
+        env: &'env Env,
+        options: Unknown<'_>,
+        chat: bool,
+    ) -> napi::Result<PromiseRaw<'env, Generation>> {
         let call = Call::from_arg(options);
         GenerateTask::start(
-            &env,
+            env,
             Engine::Conversation {
                 shared: self.shared.clone(),
                 chat,
@@ -154,7 +159,11 @@ impl Conversation {
         ts_args_type = "options: GenerateOptions",
         ts_return_type = "Promise<Generation>"
     )]
-    pub fn generate(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
+    pub fn generate<'env>(
+        &self,
+        env: &'env Env,
+        options: Unknown<'_>,
+    ) -> napi::Result<PromiseRaw<'env, Generation>> {
         self.task(env, options, false)
     }
 
@@ -165,7 +174,11 @@ impl Conversation {
         ts_args_type = "options: GenerateOptions",
         ts_return_type = "Promise<Generation>"
     )]
-    pub fn chat(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
+    pub fn chat<'env>(
+        &self,
+        env: &'env Env,
+        options: Unknown<'_>,
+    ) -> napi::Result<PromiseRaw<'env, Generation>> {
         self.task(env, options, true)
     }
 

@@ -1,7 +1,8 @@
 //! Node bindings (napi-rs) for the video-llava engine: the npm package `video-llava`.
 //!
 //! The binding converts types and errors, nothing else. Every call that decodes or computes runs
-//! off the main thread (an `AsyncTask` on the libuv pool, or an engine thread for token streams),
+//! off the main thread (an `AsyncTask` on the libuv pool for short work, an engine thread of its
+//! own for generations and token streams),
 //! so the event loop keeps ticking; errors reach JavaScript as `Error`s with a stable `.code`.
 //!
 //! Modules, one job each:
@@ -14,6 +15,7 @@
 //! - `conversation`: the `Conversation` class, many questions from one cached prefix.
 //! - `request`: generation options from JavaScript -> the engine's request and parameters.
 //! - `stream`: `TokenStream`, the async iterator behind `model.stream()`.
+//! - `engine_thread`: generations on threads of their own, not libuv's pool.
 //! - `cancel`: `AbortSignal` -> the engine's `CancelToken`.
 //! - `on_token`: the `onToken` callback, fed from the engine's thread.
 
@@ -25,6 +27,7 @@ mod args;
 mod batch;
 mod cancel;
 mod conversation;
+mod engine_thread;
 mod error;
 mod frames;
 mod model;

@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Uint32Array, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, PromiseRaw, Uint32Array, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{
@@ -279,20 +279,25 @@ pub struct GenerateTask {
 }
 
 impl GenerateTask {
-    /// The task of one `generate` call (the model's or a conversation's), tied to the caller's
-    /// signal and to the environment's teardown.
-    pub fn start(env: &Env, engine: Engine, mut call: Call) -> AsyncTask<GenerateTask> {
+    /// The promise of one `generate` call (the model's or a conversation's), tied to the
+    /// caller's signal and to the environment's teardown; it runs on an engine thread.
+    pub fn start<'env>(
+        env: &'env Env,
+        engine: Engine,
+        mut call: Call,
+    ) -> napi::Result<PromiseRaw<'env, Generation>> {
         let cancel = call.cancel.clone();
         let teardown = TeardownGuard::new(env, &cancel);
         let listener = call.listener.take();
-        AsyncTask::new(GenerateTask {
+        let task = GenerateTask {
             engine,
             call: Some(call),
             cancel,
             sink: None,
             teardown,
             listener,
-        })
+        };
+        crate::engine_thread::spawn(env, "video-llava-generate", task)
     }
 }
 
@@ -562,10 +567,18 @@ impl VideoLlava {
 
     /// Answers a question about a video and/or images. `onToken` receives the text as it is
     /// generated; aborting `signal` stops the generation and rejects with an `AbortError`.
-    #[napi(catch_unwind, ts_args_type = "options: GenerateOptions")]
-    pub fn generate(&self, env: Env, options: Unknown<'_>) -> AsyncTask<GenerateTask> {
+    #[napi(
+        catch_unwind,
+        ts_args_type = "options: GenerateOptions",
+        ts_return_type = "Promise<Generation>"
+    )]
+    pub fn generate<'env>(
+        &self,
+        env: &'env Env,
+        options: Unknown<'_>,
+    ) -> napi::Result<PromiseRaw<'env, Generation>> {
         GenerateTask::start(
-            &env,
+            env,
             Engine::Model(self.inner.clone()),
             Call::from_arg(options),
         )
@@ -580,13 +593,13 @@ impl VideoLlava {
         ts_args_type = "requests: GenerateOptions[], options?: BatchOptions",
         ts_return_type = "Promise<Generation[]>"
     )]
-    pub fn generate_batch(
+    pub fn generate_batch<'env>(
         &self,
-        env: Env,
+        env: &'env Env,
         requests: Unknown<'_>,
         options: Option<Unknown<'_>>,
-    ) -> AsyncTask<crate::batch::BatchTask> {
-        crate::batch::start(&env, self.inner.clone(), requests, options)
+    ) -> napi::Result<PromiseRaw<'env, Vec<Generation>>> {
+        crate::batch::start(env, self.inner.clone(), requests, options)
     }
 
     /// Starts a conversation about a video and/or images (and earlier turns): the vision towers

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { getEventListeners } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { before, describe, it } from 'node:test'
@@ -201,6 +202,28 @@ describe('generate', () => {
       model.generate({ prompt: 'Say hello.', maxNewTokens: 4, signal: AbortSignal.abort() }),
       { name: 'AbortError', code: 'ABORT_ERR' },
     )
+  })
+
+  it('generations run on threads of their own: file reads are not queued behind them', async () => {
+    // libuv's pool has 4 threads (UV_THREADPOOL_SIZE) and fs.readFile uses it: had the four
+    // generations held them, the read would wait for one to end. Greedy answers of 3,500
+    // tokens on the tiny model run for seconds.
+    assert.equal(process.env.UV_THREADPOOL_SIZE ?? '4', '4')
+    const controller = new AbortController()
+    let settled = 0
+    const running = Array.from({ length: 4 }, () =>
+      model.generate({ prompt: 'Tell a long story.', maxNewTokens: 3500, signal: controller.signal })
+        .then(() => 'finished', (err) => err.name)
+        .finally(() => { settled += 1 }))
+    const started = Date.now()
+    const bytes = await readFile(BIKES)
+    const readMs = Date.now() - started
+    const settledDuringRead = settled
+    controller.abort()
+    const outcomes = await Promise.all(running)
+    assert.ok(bytes.length > 0)
+    assert.equal(settledDuringRead, 0, `a generation ended before the read (${readMs} ms)`)
+    assert.deepEqual(outcomes, ['AbortError', 'AbortError', 'AbortError', 'AbortError'])
   })
 
   it('a throwing onToken stops the generation and rejects with what it threw', async () => {
