@@ -1,6 +1,7 @@
 //! `analyze`'s video work (probe + 8 exact frames + thumbnail) as three free calls, as it was
-//! done before `Video`, against one `Video` handle, on each file given; also sampling alone and
-//! the thumbnail alone. Reports the demux work (video packets read, as `SampleStats` counts
+//! done before `Video`, against one `Video` handle choosing the thumbnail among the 8 frames
+//! (`Video::thumbnail_among`, what `analyze` does now) and one handle running the thumbnail's
+//! own search, on each file given; also sampling alone and the thumbnail alone. Reports the demux work (video packets read, as `SampleStats` counts
 //! them) and the median wall time of alternating rounds, and the ratio.
 //!
 //!     bash benches/make-bench-data.sh
@@ -34,13 +35,17 @@ fn three_calls(path: &str) -> u64 {
     })
 }
 
-/// The same work on one handle.
-fn one_handle(path: &str) -> SampleStats {
+/// The same work on one handle; `reuse`: the thumbnail is chosen among the sampled frames.
+fn one_handle(path: &str, reuse: bool) -> SampleStats {
     let mut v = Video::open(path).expect("open");
     v.info().expect("info");
-    v.sample(&eight()).expect("sample");
-    v.thumbnail(&ThumbnailOptions::default())
-        .expect("thumbnail");
+    let frames = v.sample(&eight()).expect("sample");
+    let options = ThumbnailOptions::default();
+    if reuse {
+        v.thumbnail_among(&frames, &options).expect("thumbnail");
+    } else {
+        v.thumbnail(&options).expect("thumbnail");
+    }
     v.stats()
 }
 
@@ -68,10 +73,10 @@ fn main() {
         "usage: video_handle FILE... [--rounds N]"
     );
     println!(
-        "| file | packets: sample alone | thumbnail alone | 3 calls | 1 handle | \
-         time: 3 calls | 1 handle | speed-up |"
+        "| file | packets: sample alone | thumbnail alone | 3 calls | 1 handle | 1 handle, own search | \
+         time: 3 calls | 1 handle | own search | speed-up (1 handle vs 3 calls) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for path in &files {
         let sample = alone(path, |v| {
             v.sample(&eight()).expect("sample");
@@ -80,24 +85,27 @@ fn main() {
             v.thumbnail(&ThumbnailOptions::default())
                 .expect("thumbnail");
         });
-        let (mut before, mut after) = (Vec::new(), Vec::new());
-        let (mut packets_before, mut packets_after) = (0, 0);
+        let (mut before, mut after, mut searched) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut packets_before, mut packets_after, mut packets_searched) = (0, 0, 0);
         for _ in 0..rounds {
             let t = Instant::now();
             packets_before = three_calls(path);
             before.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            packets_after = one_handle(path).packets_read;
+            packets_after = one_handle(path, true).packets_read;
             after.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            packets_searched = one_handle(path, false).packets_read;
+            searched.push(t.elapsed().as_secs_f64());
         }
-        let (b, a) = (median(before), median(after));
+        let (b, a, s) = (median(before), median(after), median(searched));
         let name = std::path::Path::new(path)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         println!(
-            "| {name} | {sample} | {thumb} | {packets_before} | {packets_after} | {b:.3} s | \
-             {a:.3} s | {:.2}x |",
+            "| {name} | {sample} | {thumb} | {packets_before} | {packets_after} | \
+             {packets_searched} | {b:.3} s | {a:.3} s | {s:.3} s | {:.2}x |",
             b / a
         );
     }

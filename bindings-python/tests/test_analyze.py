@@ -20,8 +20,12 @@ def test_analyze_matches_generate_sampling_and_thumbnail(model, videos):
     assert a.frame_indices == batch.indices
     assert a.frame_timestamps == pytest.approx(batch.timestamps)
     assert a.info.frame_count == vl.probe(path).frame_count
+    # The thumbnail is chosen among the 8 frames the model saw (nothing more is decoded) ...
+    assert a.thumbnail.timestamp in a.frame_timestamps and a.thumbnail.data[:2] == b"\xff\xd8"
+    # ... and with fewer frames than 8 by the thumbnail's own search, as vl.thumbnail does.
+    few = model.analyze(path, question=QUESTION, num_frames=4, **OPTIONS)
     thumb = vl.thumbnail(path)
-    assert a.thumbnail.timestamp == thumb.timestamp and a.thumbnail.data[:2] == b"\xff\xd8"
+    assert few.thumbnail.timestamp == thumb.timestamp and few.thumbnail.data == thumb.data
     t = a.timings
     assert set(t) == {
         "probe",

@@ -86,6 +86,102 @@ pub(crate) fn thumbnail(video: &mut Video, options: &ThumbnailOptions) -> Result
     Ok(out.remove(0))
 }
 
+/// The fewest already-decoded frames [`thumbnail_among`] chooses from: fewer cover too little of
+/// the video, and its own search (16 keyframes) is used instead.
+pub(crate) const MIN_REUSED_FRAMES: usize = 8;
+
+/// A thumbnail chosen among `frames`, already decoded from `video` (the frames sampled for a
+/// model, say), so nothing more is read or decoded: they are scaled to the working size,
+/// scored and judged as [`thumbnail`]'s own candidates are, and the chosen one is scaled to
+/// `max_size` and encoded. Falls back to [`thumbnail`]'s search when the frames cannot stand in
+/// for its candidates: fewer than [`MIN_REUSED_FRAMES`], another orientation or aspect than the
+/// thumbnail's (`options.rotate` against how they were sampled), smaller than the output, or
+/// none fit to show (all black or blank).
+pub(crate) fn thumbnail_among(
+    video: &mut Video,
+    frames: &FrameBatch,
+    options: &ThumbnailOptions,
+) -> Result<Thumbnail> {
+    validate(options)?;
+    let info = video.info()?;
+    let (want_w, want_h) = if options.rotate || info.rotation % 180 == 0 {
+        (info.width, info.height)
+    } else {
+        (info.height, info.width)
+    };
+    let (w, h) = (frames.width, frames.height);
+    let same_aspect = w > 0
+        && h > 0
+        && want_w > 0
+        && want_h > 0
+        && ((w as f64 / h as f64) / (want_w as f64 / want_h as f64) - 1.0).abs() < 0.02;
+    let large_enough = w.max(h) >= options.max_size.min(want_w.max(want_h));
+    if frames.len() < MIN_REUSED_FRAMES || !same_aspect || !large_enough {
+        return thumbnail(video, options);
+    }
+    let plan = SizePlan::new(options.max_size);
+    let Resize::MaxSide(working) = plan.working else {
+        return thumbnail(video, options);
+    };
+    let mut candidates = Candidates::default();
+    for i in 0..frames.len() {
+        let (rgb, width, height) = fit(frames.frame(i), w, h, working);
+        candidates.width = width;
+        candidates.height = height;
+        candidates.frames.push(CandidateFrame {
+            index: frames.indices[i],
+            timestamp: frames.timestamps[i],
+            rgb,
+        });
+    }
+    let scores = candidates.scores();
+    let verdicts = judge(&scores);
+    let Some(best) = pick_representative(&scores, &verdicts) else {
+        return thumbnail(video, options);
+    };
+    if !verdicts[best].is_acceptable() {
+        return thumbnail(video, options);
+    }
+    let chosen = &candidates.frames[best];
+    match plan.redecode {
+        None => encode_thumbnail(
+            &chosen.rgb,
+            candidates.width,
+            candidates.height,
+            chosen.timestamp,
+            options,
+        ),
+        Some(max_size) => {
+            let (rgb, width, height) = fit(frames.frame(best), w, h, max_size);
+            encode_thumbnail(&rgb, width, height, chosen.timestamp, options)
+        }
+    }
+}
+
+/// `rgb` (`width` x `height`) scaled so its longest side is at most `max_side` (never up), as
+/// `Resize::MaxSide` sizes a decoded frame.
+fn fit(rgb: &[u8], width: u32, height: u32, max_side: u32) -> (Vec<u8>, u32, u32) {
+    let size = crate::plan::output_size(width, height, 0, Some(Resize::MaxSide(max_side)));
+    match size {
+        Ok(size) if (size.width, size.height) != (width, height) => {
+            let image = image::RgbImage::from_raw(width, height, rgb.to_vec());
+            match image {
+                Some(image) => {
+                    let scaled = image::imageops::resize(
+                        &image,
+                        size.width,
+                        size.height,
+                        image::imageops::FilterType::Triangle,
+                    );
+                    (scaled.into_raw(), size.width, size.height)
+                }
+                None => (rgb.to_vec(), width, height),
+            }
+        }
+        _ => (rgb.to_vec(), width, height),
+    }
+}
+
 /// `n` distinct representative frames in time order, each encoded. See [`crate::storyboard`].
 pub(crate) fn storyboard(
     video: &mut Video,

@@ -185,6 +185,19 @@ impl Video {
         self.call(|v| thumbnail::thumbnail(v, options))
     }
 
+    /// A thumbnail chosen among `frames`, decoded from this video already (the frames sampled
+    /// for a model, with `rotate` as `options.rotate` says), so nothing more is decoded: they
+    /// are scored and judged as [`Video::thumbnail`]'s own candidates (16 keyframes) are. When
+    /// they cannot stand in for those (fewer than 8, another aspect or orientation, smaller than
+    /// `options.max_size`, or none fit to show), this is [`Video::thumbnail`].
+    pub fn thumbnail_among(
+        &mut self,
+        frames: &FrameBatch,
+        options: &ThumbnailOptions,
+    ) -> Result<Thumbnail> {
+        self.call(|v| thumbnail::thumbnail_among(v, frames, options))
+    }
+
     /// `n` distinct representative frames in time order; see [`crate::storyboard`].
     pub fn storyboard(&mut self, n: usize, options: &ThumbnailOptions) -> Result<Vec<Thumbnail>> {
         self.call(|v| thumbnail::storyboard(v, n, options))

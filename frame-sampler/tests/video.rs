@@ -258,3 +258,114 @@ fn a_handle_moves_across_threads() {
         .unwrap();
     assert_eq!(frames.indices, vec![0, 1]);
 }
+
+/// `thumbnail_among` picks among frames already decoded and reads nothing more; when those
+/// frames cannot stand in for the thumbnail's own candidates it is `thumbnail`.
+#[test]
+fn a_thumbnail_among_decoded_frames_reads_no_more_packets() {
+    let options = ThumbnailOptions::default();
+    for name in [
+        "h264_bframes_longgop.mp4",
+        "vp9.webm",
+        "h264_opengop.ts",
+        "rotated_90.mp4",
+    ] {
+        let mut video = Video::open(common::video(name)).unwrap();
+        let frames = video
+            .sample(&SampleOptions::new(Sampling::Uniform(8)).seek(SeekMode::Exact))
+            .unwrap();
+        let before = video.stats();
+        let thumb = video.thumbnail_among(&frames, &options).unwrap();
+        let after = video.stats();
+        assert_eq!(
+            after.packets_read, before.packets_read,
+            "{name}: packets read"
+        );
+        assert_eq!(
+            after.frames_decoded, before.frames_decoded,
+            "{name}: frames decoded"
+        );
+        assert!(
+            frames.timestamps.contains(&thumb.timestamp),
+            "{name}: {} is not one of the frames' times {:?}",
+            thumb.timestamp,
+            frames.timestamps
+        );
+        // Sized as `thumbnail` sizes it: the longest side at max_size, the frames' aspect.
+        let alone = thumbnail(&Source::from(common::video(name).as_path()), &options).unwrap();
+        assert_eq!(
+            (thumb.width, thumb.height),
+            (alone.width, alone.height),
+            "{name}"
+        );
+        assert_eq!(thumb.format, ImageFormat::Jpeg);
+        let decoded = image::load_from_memory(&thumb.data).unwrap();
+        assert_eq!(
+            (decoded.width(), decoded.height()),
+            (thumb.width, thumb.height)
+        );
+        // A size past the working one is scaled from the full frame, still without decoding.
+        let big = ThumbnailOptions {
+            max_size: 600,
+            format: ImageFormat::Png,
+            ..options.clone()
+        };
+        let large = video.thumbnail_among(&frames, &big).unwrap();
+        assert_eq!(video.stats().packets_read, before.packets_read, "{name}");
+        assert_eq!(
+            large.width.max(large.height),
+            frames.width.max(frames.height).min(600)
+        );
+        assert_eq!(
+            large.timestamp, thumb.timestamp,
+            "{name}: the same choice at another size"
+        );
+    }
+}
+
+#[test]
+fn a_thumbnail_among_frames_that_cannot_serve_is_the_thumbnail() {
+    let options = ThumbnailOptions::default();
+    let name = "h264_bframes_longgop.mp4";
+    let alone = thumbnail(&Source::from(common::video(name).as_path()), &options).unwrap();
+    let cases = [
+        // Too few to cover the video.
+        SampleOptions::new(Sampling::Uniform(4)),
+        // Smaller than the thumbnail.
+        SampleOptions::new(Sampling::Uniform(8)).resize(Some(Resize::MaxSide(64))),
+        // Another aspect.
+        SampleOptions::new(Sampling::Uniform(8)).resize(Some(Resize::Exact {
+            width: 320,
+            height: 320,
+        })),
+    ];
+    for sample in cases {
+        let mut video = Video::open(common::video(name)).unwrap();
+        let frames = video.sample(&sample).unwrap();
+        let before = video.stats().packets_read;
+        let thumb = video.thumbnail_among(&frames, &options).unwrap();
+        assert_eq!(thumb, alone, "{sample:?}");
+        assert!(
+            video.stats().packets_read > before,
+            "{sample:?}: its own search decodes"
+        );
+    }
+    // Frames turned otherwise than the thumbnail (a 90-degree video sampled unrotated).
+    let name = "rotated_90.mp4";
+    let alone = thumbnail(&Source::from(common::video(name).as_path()), &options).unwrap();
+    let mut video = Video::open(common::video(name)).unwrap();
+    let frames = video
+        .sample(&SampleOptions::new(Sampling::Uniform(8)).rotate(false))
+        .unwrap();
+    assert_eq!(video.thumbnail_among(&frames, &options).unwrap(), alone);
+    // Frames none of which is fit to show (a fade from black sampled in its black part) leave
+    // the choice to the thumbnail's own search.
+    let name = "fade_black.mp4";
+    let alone = thumbnail(&Source::from(common::video(name).as_path()), &options).unwrap();
+    assert!(alone.timestamp > 0.0, "the fade starts black");
+    let mut video = Video::open(common::video(name)).unwrap();
+    let black = video
+        .sample(&SampleOptions::new(Sampling::Indices(vec![0; 8])))
+        .unwrap();
+    assert_eq!(video.thumbnail_among(&black, &options).unwrap(), alone);
+}

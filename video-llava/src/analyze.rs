@@ -75,7 +75,9 @@ pub struct AnalyzerOptions {
     /// Sampling parameters for the answer.
     pub params: GenerationParams,
     /// Size and format of the thumbnail; `None` skips it (no thumbnail is chosen or encoded,
-    /// and [`Analysis::thumbnail`] is `None`).
+    /// and [`Analysis::thumbnail`] is `None`). It is chosen among the frames sampled for the
+    /// model when they can serve ([`Video::thumbnail_among`]: 8 or more, turned as the
+    /// thumbnail is), so it decodes nothing more; else by the thumbnail's own search.
     pub thumbnail: Option<ThumbnailOptions>,
 }
 
@@ -336,13 +338,21 @@ impl VideoAnalyzer {
         let probe = started.elapsed();
 
         let started = Instant::now();
-        let frames = video.sample(&self.options.sample_options())?;
+        let sample_options = self.options.sample_options();
+        let frames = video.sample(&sample_options)?;
         let sampling = started.elapsed();
 
         let (thumbnail, thumbnail_time) = match &self.options.thumbnail {
             Some(options) => {
                 let started = Instant::now();
-                (Some(video.thumbnail(options)?), started.elapsed())
+                // The model's frames are the thumbnail's candidates when they are turned as the
+                // thumbnail is (else, or when they cannot serve, its own search decodes more).
+                let thumbnail = if options.rotate == sample_options.rotate {
+                    video.thumbnail_among(&frames, options)?
+                } else {
+                    video.thumbnail(options)?
+                };
+                (Some(thumbnail), started.elapsed())
             }
             None => (None, Duration::ZERO),
         };
@@ -517,6 +527,15 @@ mod tests {
             .expect("the default options ask for a thumbnail");
         assert_eq!(&thumbnail.data[..2], &[0xFF, 0xD8]);
         assert!(thumbnail.width.max(thumbnail.height) <= 320);
+        // Chosen among the frames shown to the model (no second decode): one of their times,
+        // the one `Video::thumbnail_among` picks.
+        assert!(a.frame_timestamps.contains(&thumbnail.timestamp));
+        let mut handle = frame_sampler::Video::open(source.clone()).unwrap();
+        let frames = handle.sample(&analyzer.options().sample_options()).unwrap();
+        let among = handle
+            .thumbnail_among(&frames, &ThumbnailOptions::default())
+            .unwrap();
+        assert_eq!(thumbnail, &among);
         assert!(a.generated_tokens >= 1 && a.generated_tokens <= 6);
         assert!(a.prompt_tokens > 8 * 257);
         assert!(a.timings.total() >= a.timings.decode);
