@@ -271,7 +271,7 @@ pub fn analyze_many(
         // Every video gets its item unless the batch was interrupted, and then `outcome` has
         // already raised.
         let result = result.ok_or_else(|| {
-            Failure::Invalid("the batch ended before every video was analyzed".into())
+            Failure::Internal("the batch ended before every video was analyzed".into())
         });
         match result {
             Ok(Ok(analysis)) => out.push(Py::new(py, PyAnalysis::new(py, analysis)?)?.into_any()),

@@ -153,6 +153,9 @@ pub enum Failure {
     Invalid(String),
     /// The engine panicked; reported as `VideoLlavaError`, never as `PanicException`.
     Panic(String),
+    /// A broken promise inside the binding or engine (a bug, not the caller's input);
+    /// reported as `VideoLlavaError`.
+    Internal(String),
     /// An exception raised by Python code (a signal handler's `KeyboardInterrupt`).
     Python(PyErr),
 }
@@ -193,6 +196,9 @@ impl Failure {
                 Kind::Base,
                 format!("internal error in the engine (a Rust panic): {message}"),
             ),
+            Failure::Internal(message) => {
+                new_err(py, Kind::Base, format!("internal error: {message}"))
+            }
             Failure::Python(e) => e,
         }
     }
