@@ -11,7 +11,7 @@ use video_llava::analyze::{
 use crate::call::detached;
 use crate::errors::{new_err, Failure, Kind};
 use crate::model::Interrupts;
-use crate::request::Args;
+use crate::request::Knobs;
 use crate::sampler::{parse_sampling, parse_seek, thumbnail_options, PyThumbnail, PyVideoInfo};
 use crate::source::video_source;
 
@@ -142,13 +142,7 @@ pub struct AnalyzeArgs<'a, 'py> {
     pub num_frames: i64,
     pub sampling: &'a str,
     pub seek: &'a str,
-    pub max_new_tokens: i64,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub top_k: Option<i64>,
-    pub repetition_penalty: f64,
-    pub seed: Option<i64>,
-    pub stop: Option<&'a Bound<'py, PyAny>>,
+    pub knobs: Knobs<'a, 'py>,
     pub thumbnail_size: i64,
     pub thumbnail_format: &'a str,
     pub thumbnail: bool,
@@ -161,15 +155,7 @@ impl AnalyzeArgs<'_, '_> {
             .question
             .clone()
             .unwrap_or_else(|| DEFAULT_QUESTION.to_string());
-        let mut args = Args::question(question.clone());
-        args.max_new_tokens = self.max_new_tokens;
-        args.temperature = self.temperature;
-        args.top_p = self.top_p;
-        args.top_k = self.top_k;
-        args.repetition_penalty = self.repetition_penalty;
-        args.seed = self.seed;
-        args.stop = self.stop;
-        let params = args.params(py)?;
+        let params = self.knobs.params(py)?;
         let frames = crate::sampler::frame_count(py, self.num_frames, "num_frames")?;
         let spacing = match parse_sampling(py, self.sampling, frames)? {
             Sampling::Uniform(_) => FrameSpacing::Uniform,

@@ -11,7 +11,7 @@ use video_llava::{Conversation, GenerationParams};
 use crate::call::detached;
 use crate::errors::Failure;
 use crate::model::{Interrupts, PyGeneration};
-use crate::request::Args;
+use crate::request::Knobs;
 use crate::stream::PyTextStream;
 
 /// A video (and/or images, earlier turns) whose prefix is computed once, and the questions
@@ -63,7 +63,7 @@ fn params<'py>(
     seed: Option<i64>,
     stop: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<GenerationParams> {
-    Args {
+    Knobs {
         max_new_tokens,
         temperature,
         top_p,
@@ -71,7 +71,6 @@ fn params<'py>(
         repetition_penalty,
         seed,
         stop,
-        ..Args::question(String::new())
     }
     .params(py)
 }

@@ -14,7 +14,7 @@ use crate::arrays::{contiguous, owned_array, token_ids, ArrayIn};
 use crate::call::detached;
 use crate::conversation::PyConversation;
 use crate::errors::{new_err, Failure, Kind};
-use crate::request::Args;
+use crate::request::{Args, Knobs};
 use crate::stream::PyTextStream;
 
 /// Seconds spent per stage of a generation.
@@ -304,13 +304,15 @@ impl PyVideoLlava {
             history,
             num_frames,
             sampling,
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            repetition_penalty,
-            seed,
-            stop,
+            knobs: Knobs {
+                max_new_tokens,
+                temperature,
+                top_p,
+                top_k,
+                repetition_penalty,
+                seed,
+                stop,
+            },
         };
         let (request, params) = args.build(py)?;
         let mut interrupts = Interrupts::new(py)?;
@@ -432,13 +434,15 @@ impl PyVideoLlava {
             num_frames,
             sampling,
             seek,
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            repetition_penalty,
-            seed,
-            stop,
+            knobs: Knobs {
+                max_new_tokens,
+                temperature,
+                top_p,
+                top_k,
+                repetition_penalty,
+                seed,
+                stop,
+            },
             thumbnail_size,
             thumbnail_format,
             thumbnail,
@@ -477,13 +481,15 @@ impl PyVideoLlava {
             num_frames,
             sampling,
             seek,
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            repetition_penalty,
-            seed,
-            stop,
+            knobs: Knobs {
+                max_new_tokens,
+                temperature,
+                top_p,
+                top_k,
+                repetition_penalty,
+                seed,
+                stop,
+            },
             thumbnail_size,
             thumbnail_format,
             thumbnail,
@@ -520,13 +526,15 @@ impl PyVideoLlava {
             history,
             num_frames,
             sampling,
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            repetition_penalty,
-            seed,
-            stop,
+            knobs: Knobs {
+                max_new_tokens,
+                temperature,
+                top_p,
+                top_k,
+                repetition_penalty,
+                seed,
+                stop,
+            },
         };
         let (request, params) = args.build(py)?;
         Ok(PyTextStream::start(&self.inner, request, params)?)

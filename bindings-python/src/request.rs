@@ -22,6 +22,12 @@ pub struct Args<'a, 'py> {
     pub history: Option<&'a Bound<'py, PyAny>>,
     pub num_frames: i64,
     pub sampling: &'a str,
+    pub knobs: Knobs<'a, 'py>,
+}
+
+/// The generation options every answering call takes (`generate`, `stream`, a conversation's
+/// questions, `analyze`), as Python gave them.
+pub struct Knobs<'a, 'py> {
     pub max_new_tokens: i64,
     pub temperature: f64,
     pub top_p: f64,
@@ -29,6 +35,21 @@ pub struct Args<'a, 'py> {
     pub repetition_penalty: f64,
     pub seed: Option<i64>,
     pub stop: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Default for Knobs<'_, '_> {
+    /// The Python defaults of every generation option.
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            repetition_penalty: 1.0,
+            seed: None,
+            stop: None,
+        }
+    }
 }
 
 impl Args<'_, '_> {
@@ -42,13 +63,7 @@ impl Args<'_, '_> {
             history: None,
             num_frames: 8,
             sampling: "uniform",
-            max_new_tokens: 256,
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: None,
-            repetition_penalty: 1.0,
-            seed: None,
-            stop: None,
+            knobs: Knobs::default(),
         }
     }
 
@@ -90,7 +105,7 @@ impl Args<'_, '_> {
             video,
             images,
         };
-        Ok((request, self.params(py)?))
+        Ok((request, self.knobs.params(py)?))
     }
 
     fn video_input(&self, video: &Bound<'_, PyAny>) -> PyResult<VideoInput> {
@@ -114,7 +129,9 @@ impl Args<'_, '_> {
             type_name(video)
         )))
     }
+}
 
+impl Knobs<'_, '_> {
     /// The sampling parameters alone.
     pub fn params(&self, py: Python<'_>) -> PyResult<GenerationParams> {
         let invalid = |what: &str, v: i64| {
@@ -234,7 +251,7 @@ pub fn batch_member(
     args.image = image.as_ref().filter(|v| !v.is_none());
     args.frames = frames.as_ref().filter(|v| !v.is_none());
     args.history = history.as_ref().filter(|v| !v.is_none());
-    args.stop = stop.as_ref().filter(|v| !v.is_none());
+    args.knobs.stop = stop.as_ref().filter(|v| !v.is_none());
     if let Some(sampling) = &sampling {
         args.sampling = sampling;
     }
@@ -242,22 +259,22 @@ pub fn batch_member(
         args.num_frames = v.extract()?;
     }
     if let Some(v) = get("max_new_tokens")? {
-        args.max_new_tokens = v.extract()?;
+        args.knobs.max_new_tokens = v.extract()?;
     }
     if let Some(v) = get("temperature")? {
-        args.temperature = v.extract()?;
+        args.knobs.temperature = v.extract()?;
     }
     if let Some(v) = get("top_p")? {
-        args.top_p = v.extract()?;
+        args.knobs.top_p = v.extract()?;
     }
     if let Some(v) = get("top_k")? {
-        args.top_k = v.extract()?;
+        args.knobs.top_k = v.extract()?;
     }
     if let Some(v) = get("repetition_penalty")? {
-        args.repetition_penalty = v.extract()?;
+        args.knobs.repetition_penalty = v.extract()?;
     }
     if let Some(v) = get("seed")? {
-        args.seed = v.extract()?;
+        args.knobs.seed = v.extract()?;
     }
     let (request, params) = args.build(py)?;
     Ok(video_llava::BatchRequest::new(request, params))
