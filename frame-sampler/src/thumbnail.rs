@@ -159,20 +159,15 @@ pub(crate) fn thumbnail_among(
 }
 
 /// `rgb` (`width` x `height`) scaled so its longest side is at most `max_side` (never up), as
-/// `Resize::MaxSide` sizes a decoded frame.
+/// `Resize::MaxSide` sizes a decoded frame. Area averaging (`image`'s `thumbnail`): several
+/// times faster than a filtered resize of a full-size frame, and what a large downscale needs.
 fn fit(rgb: &[u8], width: u32, height: u32, max_side: u32) -> (Vec<u8>, u32, u32) {
     let size = crate::plan::output_size(width, height, 0, Some(Resize::MaxSide(max_side)));
     match size {
         Ok(size) if (size.width, size.height) != (width, height) => {
-            let image = image::RgbImage::from_raw(width, height, rgb.to_vec());
-            match image {
+            match image::ImageBuffer::<image::Rgb<u8>, &[u8]>::from_raw(width, height, rgb) {
                 Some(image) => {
-                    let scaled = image::imageops::resize(
-                        &image,
-                        size.width,
-                        size.height,
-                        image::imageops::FilterType::Triangle,
-                    );
+                    let scaled = image::imageops::thumbnail(&image, size.width, size.height);
                     (scaled.into_raw(), size.width, size.height)
                 }
                 None => (rgb.to_vec(), width, height),
