@@ -407,7 +407,7 @@ pub(crate) fn storyboard_request(
     options: Option<Unknown<'_>>,
 ) -> Result<(usize, RsThumbnailOptions), JsFailure> {
     // n = 0 is refused by the core, before the video is opened.
-    let n = args::required::<u32>("n", n)? as usize;
+    let n = args::whole_usize("n", args::required::<f64>("n", n)?)?;
     Ok((n, thumbnail_request(options)?))
 }
 

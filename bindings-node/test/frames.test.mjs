@@ -251,6 +251,8 @@ describe('bad input rejects with a stable .code', () => {
       [() => thumbnail(H264, { maxSize: -1 }), /maxSize .* got -1/],
       [() => thumbnail(H264, { quality: 90.5 }), /quality must be 1-100, got 90.5/],
       [() => thumbnail(H264, { quality: -1 }), /quality must be 1-100, got -1/],
+      [() => storyboard(H264, -1), /n must be a whole number from 0 to 4294967295, got -1/],
+      [() => storyboard(H264, 2.5), /n .* got 2.5/],
     ]
     for (const [call, message] of cases) {
       await assert.rejects(call(), (err) => {
