@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{AsyncTask, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{PromiseRaw, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 use video_llava::{Conversation as RsConversation, VideoLlava as RsVideoLlava};
@@ -240,10 +240,15 @@ impl Conversation {
     }
 }
 
-/// Starts a conversation task (for `VideoLlava.conversation`).
-pub fn start(model: RsVideoLlava, options: Option<Unknown<'_>>) -> AsyncTask<ConversationTask> {
-    AsyncTask::new(ConversationTask {
+/// Starts a conversation (for `VideoLlava.conversation`): its prefill runs on an engine thread.
+pub fn start<'env>(
+    env: &'env Env,
+    model: RsVideoLlava,
+    options: Option<Unknown<'_>>,
+) -> napi::Result<PromiseRaw<'env, Conversation>> {
+    let task = ConversationTask {
         model,
         request: Some(conversation_request(options)),
-    })
+    };
+    crate::engine_thread::spawn(env, "video-llava-conversation", task)
 }

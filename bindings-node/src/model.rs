@@ -13,7 +13,7 @@ use video_llava::{
 
 use crate::args;
 use crate::cancel::{AbortListener, TeardownGuard};
-use crate::conversation::{ConversationTask, Shared};
+use crate::conversation::Shared;
 use crate::error::{guarded, JsFailure};
 use crate::on_token::PieceSink;
 use crate::request::{Call, Prepared};
@@ -510,12 +510,14 @@ impl VideoLlava {
     /// Loads a model from a local directory or (when not a directory) a Hugging Face repo id.
     #[napi(
         catch_unwind,
-        ts_args_type = "pathOrRepoId: string, options?: LoadOptions"
+        ts_args_type = "pathOrRepoId: string, options?: LoadOptions",
+        ts_return_type = "Promise<VideoLlava>"
     )]
-    pub fn from_pretrained(
+    pub fn from_pretrained<'env>(
+        env: &'env Env,
         path_or_repo_id: Unknown<'_>,
         options: Option<Unknown<'_>>,
-    ) -> AsyncTask<LoadTask> {
+    ) -> napi::Result<PromiseRaw<'env, VideoLlava>> {
         let call = args::required::<String>("pathOrRepoId", path_or_repo_id).and_then(|path| {
             let options = args::options::<LoadOptions>("options", options)?;
             let (device, dtype) = options.parse()?;
@@ -528,7 +530,7 @@ impl VideoLlava {
                 quantize_vision,
             })
         });
-        AsyncTask::new(LoadTask { call: Some(call) })
+        crate::engine_thread::spawn(env, "video-llava-load", LoadTask { call: Some(call) })
     }
 
     /// The language model's quantization: `none`, `q8_0`, `q4k` or `q6k`.
@@ -557,12 +559,21 @@ impl VideoLlava {
     /// Writes this quantized model to the new or empty directory `dir` as `model.gguf` plus
     /// `config.json` and `tokenizer.json`; `fromPretrained(dir)` loads it without quantizing
     /// again. Resolves to the GGUF file's path.
-    #[napi(catch_unwind, ts_args_type = "dir: string")]
-    pub fn save_quantized(&self, dir: Unknown<'_>) -> AsyncTask<SaveQuantizedTask> {
-        AsyncTask::new(SaveQuantizedTask {
+    #[napi(
+        catch_unwind,
+        ts_args_type = "dir: string",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn save_quantized<'env>(
+        &self,
+        env: &'env Env,
+        dir: Unknown<'_>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let task = SaveQuantizedTask {
             model: self.inner.clone(),
             dir: Some(args::required::<String>("dir", dir)),
-        })
+        };
+        crate::engine_thread::spawn(env, "video-llava-save", task)
     }
 
     /// Answers a question about a video and/or images. `onToken` receives the text as it is
@@ -605,9 +616,17 @@ impl VideoLlava {
     /// Starts a conversation about a video and/or images (and earlier turns): the vision towers
     /// and the prefill of everything before the question run once, here; resolves to a
     /// `Conversation` whose questions start from that cache.
-    #[napi(catch_unwind, ts_args_type = "options?: ConversationOptions")]
-    pub fn conversation(&self, options: Option<Unknown<'_>>) -> AsyncTask<ConversationTask> {
-        crate::conversation::start(self.inner.clone(), options)
+    #[napi(
+        catch_unwind,
+        ts_args_type = "options?: ConversationOptions",
+        ts_return_type = "Promise<Conversation>"
+    )]
+    pub fn conversation<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<Unknown<'_>>,
+    ) -> napi::Result<PromiseRaw<'env, crate::conversation::Conversation>> {
+        crate::conversation::start(env, self.inner.clone(), options)
     }
 
     /// The same as `generate`, as an async iterator of text pieces: `for await (const piece of
@@ -639,37 +658,43 @@ impl VideoLlava {
     /// (stops at end-of-sequence).
     #[napi(
         catch_unwind,
-        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions"
+        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions",
+        ts_return_type = "Promise<Array<number>>"
     )]
-    pub fn generate_ids(
+    pub fn generate_ids<'env>(
         &self,
+        env: &'env Env,
         input_ids: Unknown<'_>,
         options: Option<Unknown<'_>>,
-    ) -> AsyncTask<GenerateIdsTask> {
+    ) -> napi::Result<PromiseRaw<'env, Vec<u32>>> {
         let inputs =
             // maxNewTokens 0 is refused by the core (`generate_ids` validates its parameters).
             raw_inputs(input_ids, options).map(|(inputs, n)| (inputs, n.unwrap_or(16) as usize));
-        AsyncTask::new(GenerateIdsTask {
+        let task = GenerateIdsTask {
             model: self.inner.clone(),
             inputs: Some(inputs),
-        })
+        };
+        crate::engine_thread::spawn(env, "video-llava-generate", task)
     }
 
     /// Last-position logits `(vocab,)` for already-expanded ids and preprocessed pixels.
     #[napi(
         catch_unwind,
-        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions"
+        ts_args_type = "inputIds: Uint32Array | number[], options?: PixelOptions",
+        ts_return_type = "Promise<Float32Array>"
     )]
-    pub fn logits(
+    pub fn logits<'env>(
         &self,
+        env: &'env Env,
         input_ids: Unknown<'_>,
         options: Option<Unknown<'_>>,
-    ) -> AsyncTask<LogitsTask> {
+    ) -> napi::Result<PromiseRaw<'env, Float32Array>> {
         let inputs = raw_inputs(input_ids, options).map(|(inputs, _)| inputs);
-        AsyncTask::new(LogitsTask {
+        let task = LogitsTask {
             model: self.inner.clone(),
             inputs: Some(inputs),
-        })
+        };
+        crate::engine_thread::spawn(env, "video-llava-logits", task)
     }
 }
 
