@@ -140,25 +140,28 @@ impl CancelToken {
     pub fn same(&self, other: &CancelToken) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
-
-    /// Makes this the token the model's layer loops on this thread poll (each vision tower
-    /// layer, each Llama layer) until the guard drops, so a cancel stops a long stage (a
-    /// minute of prefill on the 7B on a CPU) within one layer instead of at its end. A layer
-    /// loop that sees it cancelled ends with an error, which the stage reads as the cancel.
-    pub(crate) fn scope(&self) -> CancelScope {
-        let previous = STAGE_CANCEL.with(|c| c.replace(Some(self.clone())));
-        CancelScope { previous }
-    }
 }
 
 thread_local! {
-    /// The token of the stage running on this thread ([`CancelToken::scope`]).
+    /// The token of the stage running on this thread ([`CancelScope::enter`]).
     static STAGE_CANCEL: std::cell::RefCell<Option<CancelToken>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Restores the thread's previous stage token when dropped.
 pub(crate) struct CancelScope {
     previous: Option<CancelToken>,
+}
+
+impl CancelScope {
+    /// Makes `cancel` (or, with `None`, no token: an outer stage's does not reach in) the one
+    /// this thread's layer loops poll (each vision tower layer, each Llama layer) until the
+    /// guard drops, so a cancel stops a long stage (a minute of prefill on the 7B on a CPU)
+    /// within one layer instead of at its end. A layer loop that sees it cancelled ends with an
+    /// error, which the stage reads as the cancel.
+    pub(crate) fn enter(cancel: Option<&CancelToken>) -> Self {
+        let previous = STAGE_CANCEL.with(|c| c.replace(cancel.cloned()));
+        Self { previous }
+    }
 }
 
 impl Drop for CancelScope {
@@ -168,9 +171,58 @@ impl Drop for CancelScope {
     }
 }
 
+/// Which layer loop checks [`stage_cancelled`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// A vision tower's layers.
+    Vision,
+    /// The Llama's layers.
+    Text,
+}
+
 /// Whether the stage running on this thread was cancelled (a layer loop's check).
-pub(crate) fn stage_cancelled() -> bool {
+pub(crate) fn stage_cancelled(stage: Stage) -> bool {
+    #[cfg(test)]
+    test_hook::before_check(stage);
+    #[cfg(not(test))]
+    let _ = stage;
     STAGE_CANCEL.with(|c| c.borrow().as_ref().is_some_and(CancelToken::is_cancelled))
+}
+
+/// Cancelling at a chosen layer, so tests can stop a stage in its middle deterministically.
+#[cfg(test)]
+pub(crate) mod test_hook {
+    use std::cell::Cell;
+
+    use super::{Stage, STAGE_CANCEL};
+
+    thread_local! {
+        static CANCEL_AT: Cell<Option<(Stage, usize)>> = const { Cell::new(None) };
+    }
+
+    /// Cancels the scope's token at the `n`-th check (from 1) of `stage` on this thread.
+    pub(crate) fn cancel_at(stage: Stage, n: usize) {
+        CANCEL_AT.with(|c| c.set(Some((stage, n))));
+    }
+
+    pub(super) fn before_check(stage: Stage) {
+        let Some((at, n)) = CANCEL_AT.with(Cell::get) else {
+            return;
+        };
+        if at != stage {
+            return;
+        }
+        if n > 1 {
+            CANCEL_AT.with(|c| c.set(Some((at, n - 1))));
+            return;
+        }
+        CANCEL_AT.with(|c| c.set(None));
+        STAGE_CANCEL.with(|c| {
+            if let Some(token) = c.borrow().as_ref() {
+                token.cancel();
+            }
+        });
+    }
 }
 
 /// What a layer loop returns once [`stage_cancelled`]: never seen by callers, since the stage

@@ -709,7 +709,7 @@ impl VideoLlava {
 
         let model = &self.inner.model;
         // The layer loops poll `cancel` too; an error out of a stage after a cancel is the cancel.
-        let _scope = cancel.map(CancelToken::scope);
+        let _scope = crate::generation::CancelScope::enter(cancel);
         let start = Instant::now();
         let embeds = self.embeddings(&ids, pixels.video.as_ref(), pixels.images.as_ref());
         drop(pixels);
@@ -980,7 +980,20 @@ where
                     ControlFlow::Continue(())
                 }
             };
-            let result = job(&thread_cancel, &mut on_piece);
+            // A panic is reported as an error with its message, not as a thread that died.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job(&thread_cancel, &mut on_piece)
+            }))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(Error::Compute(candle_core::Error::Msg(format!(
+                    "internal error: the generation panicked: {message}"
+                ))))
+            });
             let _ = thread_tx.send(StreamEvent::Done(result));
         });
     if let Err(source) = spawned {
@@ -1166,7 +1179,7 @@ mod tests {
 
         let cancel = CancelToken::new();
         {
-            let _scope = cancel.scope();
+            let _scope = crate::generation::CancelScope::enter(Some(&cancel));
             // Not cancelled: the stages run as without a scope.
             let mut cache = model.new_cache(ids.len()).unwrap();
             model.forward_embeds(&embeds, &mut cache).unwrap();
@@ -1192,23 +1205,43 @@ mod tests {
         // The scope ended with the guard: the same (cancelled) token no longer reaches the loops.
         let mut cache = model.new_cache(ids.len()).unwrap();
         model.forward_embeds(&embeds, &mut cache).unwrap();
-        // And through the pipeline a cancel is a cancelled generation, not an error.
+        // Through the pipeline, a cancel in the middle of the vision tower or of the prefill
+        // (at its second layer) is a cancelled generation, not an error.
         let request = Request::new("Hi").with_video(VideoInput::Frames {
             data: vec![0; 8 * 16 * 16 * 3],
             count: 8,
             height: 16,
             width: 16,
         });
+        use crate::generation::{test_hook, Stage};
+        for stage in [Stage::Vision, Stage::Text] {
+            let cancel = CancelToken::new();
+            test_hook::cancel_at(stage, 2);
+            let generation = api
+                .generate(
+                    &request,
+                    &GenerationParams::greedy(4),
+                    Some(&cancel),
+                    &mut |_| ControlFlow::Continue(()),
+                )
+                .unwrap();
+            assert!(cancel.is_cancelled(), "{stage:?}: the hook did not fire");
+            assert_eq!(generation.stop_reason, StopReason::Cancelled, "{stage:?}");
+            assert!(generation.token_ids.is_empty(), "{stage:?}");
+            let t = generation.timings;
+            match stage {
+                Stage::Vision => assert!(t.vision > Duration::ZERO && t.prefill.is_zero()),
+                Stage::Text => assert!(t.vision > Duration::ZERO && t.prefill > Duration::ZERO),
+            }
+        }
+        // Without a cancel the same request answers.
         let generation = api
-            .generate(
-                &request,
-                &GenerationParams::greedy(4),
-                Some(&cancel),
-                &mut |_| ControlFlow::Continue(()),
-            )
+            .generate(&request, &GenerationParams::greedy(4), None, &mut |_| {
+                ControlFlow::Continue(())
+            })
             .unwrap();
-        assert_eq!(generation.stop_reason, StopReason::Cancelled);
-        assert!(generation.token_ids.is_empty());
+        assert_ne!(generation.stop_reason, StopReason::Cancelled);
+        assert!(!generation.token_ids.is_empty());
     }
 
     #[test]

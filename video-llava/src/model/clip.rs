@@ -166,7 +166,7 @@ impl VisionTower {
         let mut xs = self.pre_layrnorm.forward(&self.embeddings(pixels)?)?;
         keep(0, &xs);
         for (i, layer) in self.layers.iter().enumerate() {
-            if crate::generation::stage_cancelled() {
+            if crate::generation::stage_cancelled(crate::generation::Stage::Vision) {
                 return Err(candle_core::Error::Msg(
                     crate::generation::STAGE_CANCELLED.into(),
                 ));

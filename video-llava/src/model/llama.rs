@@ -246,7 +246,7 @@ impl Llama {
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
         for (layer, (k_cache, v_cache)) in self.layers.iter().zip(cache.layers.iter()) {
-            if crate::generation::stage_cancelled() {
+            if crate::generation::stage_cancelled(crate::generation::Stage::Text) {
                 // The cache's length is not advanced: what the finished layers wrote is unused.
                 return Err(
                     candle_core::Error::Msg(crate::generation::STAGE_CANCELLED.into()).into(),
