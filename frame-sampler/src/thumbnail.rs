@@ -96,7 +96,7 @@ pub(crate) const MIN_REUSED_FRAMES: usize = 8;
 /// `max_size` and encoded. Falls back to [`thumbnail`]'s search when the frames cannot stand in
 /// for its candidates: fewer than [`MIN_REUSED_FRAMES`], another orientation or aspect than the
 /// thumbnail's (`options.rotate` against how they were sampled), smaller than the output, or
-/// none fit to show (all black or blank).
+/// none fit to show (all black or blank). Repeated frames count once.
 pub(crate) fn thumbnail_among(
     video: &mut Video,
     frames: &FrameBatch,
@@ -116,7 +116,23 @@ pub(crate) fn thumbnail_among(
         && want_h > 0
         && ((w as f64 / h as f64) / (want_w as f64 / want_h as f64) - 1.0).abs() < 0.02;
     let large_enough = w.max(h) >= options.max_size.min(want_w.max(want_h));
-    if frames.len() < MIN_REUSED_FRAMES || !same_aspect || !large_enough {
+    // A batch is built by the sampler, but its fields are public: one that does not hold what
+    // it claims is not looked into.
+    let whole = frames.timestamps.len() == frames.indices.len()
+        && (w as usize)
+            .checked_mul(h as usize)
+            .and_then(|px| px.checked_mul(3))
+            .and_then(|bytes| bytes.checked_mul(frames.indices.len()))
+            == Some(frames.data.len());
+    // Distinct frames only (a short video sampled uniformly repeats some), as `thumbnail`'s
+    // candidates are; `positions` maps each back to the batch.
+    let mut positions: Vec<usize> = Vec::new();
+    for (i, index) in frames.indices.iter().enumerate() {
+        if !positions.iter().any(|&p| frames.indices[p] == *index) {
+            positions.push(i);
+        }
+    }
+    if positions.len() < MIN_REUSED_FRAMES || !same_aspect || !large_enough || !whole {
         return thumbnail(video, options);
     }
     let plan = SizePlan::new(options.max_size);
@@ -124,7 +140,7 @@ pub(crate) fn thumbnail_among(
         return thumbnail(video, options);
     };
     let mut candidates = Candidates::default();
-    for i in 0..frames.len() {
+    for &i in &positions {
         let (rgb, width, height) = fit(frames.frame(i), w, h, working);
         candidates.width = width;
         candidates.height = height;
@@ -152,7 +168,7 @@ pub(crate) fn thumbnail_among(
             options,
         ),
         Some(max_size) => {
-            let (rgb, width, height) = fit(frames.frame(best), w, h, max_size);
+            let (rgb, width, height) = fit(frames.frame(positions[best]), w, h, max_size);
             encode_thumbnail(&rgb, width, height, chosen.timestamp, options)
         }
     }

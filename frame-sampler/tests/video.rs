@@ -364,8 +364,28 @@ fn a_thumbnail_among_frames_that_cannot_serve_is_the_thumbnail() {
     let alone = thumbnail(&Source::from(common::video(name).as_path()), &options).unwrap();
     assert!(alone.timestamp > 0.0, "the fade starts black");
     let mut video = Video::open(common::video(name)).unwrap();
+    // Eight distinct frames of the first, black second (30 fps).
     let black = video
-        .sample(&SampleOptions::new(Sampling::Indices(vec![0; 8])))
+        .sample(&SampleOptions::new(Sampling::Indices(
+            (0..8).map(|i| i * 3).collect(),
+        )))
         .unwrap();
     assert_eq!(video.thumbnail_among(&black, &options).unwrap(), alone);
+    // Repeated frames count once: eight copies of one frame are one candidate, too few.
+    let bikes = common::video("h264_bframes_longgop.mp4");
+    let alone = thumbnail(&Source::from(bikes.as_path()), &options).unwrap();
+    let mut video = Video::open(bikes).unwrap();
+    let same = video
+        .sample(&SampleOptions::new(Sampling::Indices(vec![150; 8])))
+        .unwrap();
+    assert_eq!(video.thumbnail_among(&same, &options).unwrap(), alone);
+    // A batch that does not hold what it claims (its fields are public) is not looked into.
+    let mut broken = video
+        .sample(&SampleOptions::new(Sampling::Uniform(8)))
+        .unwrap();
+    broken.data.truncate(broken.data.len() / 2);
+    assert_eq!(video.thumbnail_among(&broken, &options).unwrap(), alone);
+    broken.data.clear();
+    broken.timestamps.pop();
+    assert_eq!(video.thumbnail_among(&broken, &options).unwrap(), alone);
 }
