@@ -4,16 +4,17 @@
 # executions; FUZZ_PARALLEL=N runs N targets at once; FUZZ_SANITIZER=none builds without
 # AddressSanitizer (coverage only: panics, hangs, overflows and memory limits are still caught,
 # out-of-bounds reads in unsafe code are not). .ci/run runs the short form
-# (scripts/test-all.sh: 60 s each, two at a time); a long run is e.g.
+# (scripts/test-all.sh: 40 s each, two at a time); a long run is e.g.
 # `FUZZ_PARALLEL=2 scripts/fuzz.sh 1200` (all six targets, 2 hours of fuzzing in one hour on 2
 # cores), and RELIABILITY.md records one.
 #
 # Corpora: fuzz/seeds/<target>/ (committed, made by fuzz/make_seeds.py) plus, for the sampler,
 # every test video (scripts/make-test-data.sh) behind a request header; what a run adds is
-# kept in fuzz/corpus/<target>/ (ignored by git) for the next run. A crash fails the script:
+# kept in fuzz/corpus/<target>/ (ignored by git) for the next run. Every run replays the seeds
+# and fuzz/regressions/<target>/ first. A crash fails the script:
 # its input is in fuzz/artifacts/<target>/; minimize it with `cargo fuzz tmin <target> FILE`,
-# fix the bug and commit the minimized input under fuzz/regressions/<target>/, where
-# `cargo test --manifest-path fuzz/Cargo.toml` (in .ci/run) replays it.
+# fix the bug and commit the minimized input under fuzz/regressions/<target>/, where every
+# fuzz run (and `cargo test --manifest-path fuzz/Cargo.toml`, without a fuzzer) replays it.
 #
 # Needs a nightly toolchain for -Zsanitizer (the one rustup has, or the stable one with
 # RUSTC_BOOTSTRAP=1) and cargo-fuzz (installed from crates.io when missing).
@@ -59,8 +60,12 @@ fuzz_one() {
   local t=$1 log="target/fuzz/$1.log"
   # -timeout: an input running 10 s is a hang (the sampler's own deadline is 2 s);
   # -rss_limit_mb: memory that grows past 2 GiB is a bug too.
-  if "${fuzz[@]}" run -s "$sanitizer" --fuzz-dir fuzz --target-dir "$target_dir" "$t" "$(corpus_of "$t")" \
-      "fuzz/seeds/$t" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  # libFuzzer runs every input of the corpus directories first: the seeds and the committed
+  # regressions (each crash a run found, minimized) are replayed before anything new is tried.
+  local dirs=("$(corpus_of "$t")" "fuzz/seeds/$t")
+  [ -d "fuzz/regressions/$t" ] && dirs+=("fuzz/regressions/$t")
+  if "${fuzz[@]}" run -s "$sanitizer" --fuzz-dir fuzz --target-dir "$target_dir" "$t" "${dirs[@]}" \
+      -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len=1200000 -print_final_stats=1 >"$log" 2>&1; then
     local runs speed
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
