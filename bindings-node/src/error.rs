@@ -62,11 +62,7 @@ impl JsFailure {
 
     /// A panic caught before it could unwind into Node (which would abort the process).
     pub fn panic(payload: Box<dyn Any + Send>) -> Self {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
+        let what = video_llava::panic_message(&*payload);
         Self::new(
             "ERR_INTERNAL",
             format!("internal error (a bug, please report it): {what}"),

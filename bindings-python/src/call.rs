@@ -23,12 +23,6 @@ pub fn guarded<T, F>(work: F) -> Result<T, Failure>
 where
     F: FnOnce() -> Result<T, Failure>,
 {
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
-        Err(Failure::Panic(message))
-    })
+    catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(Failure::Panic(video_llava::panic_message(&*payload))))
 }

@@ -38,15 +38,16 @@ pub struct Knobs<'a, 'py> {
 }
 
 impl Default for Knobs<'_, '_> {
-    /// The Python defaults of every generation option.
+    /// The core's defaults of every generation option, as Python spells them.
     fn default() -> Self {
+        let core = GenerationParams::default();
         Self {
-            max_new_tokens: 256,
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: None,
-            repetition_penalty: 1.0,
-            seed: None,
+            max_new_tokens: i64::try_from(core.max_new_tokens).unwrap_or(i64::MAX),
+            temperature: core.temperature,
+            top_p: core.top_p,
+            top_k: core.top_k.map(|k| i64::try_from(k).unwrap_or(i64::MAX)),
+            repetition_penalty: core.repetition_penalty.into(),
+            seed: core.seed.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             stop: None,
         }
     }

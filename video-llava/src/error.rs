@@ -89,6 +89,16 @@ pub enum Error {
     },
 }
 
+/// The text a panic carried (`panic!("...")` gives a `&str` or a `String`), for reporting a
+/// caught panic as an error: the CLI, the bindings and the stream thread use this one.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 impl Error {
     /// An error of the same kind with the same message, for handing an error out twice (the
     /// engine's and the OS's errors are not `Clone`; they keep their kind and text).

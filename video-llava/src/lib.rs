@@ -43,7 +43,7 @@ pub use candle_core::{DType, Device, Tensor};
 pub use config::VideoLlavaConfig;
 pub use conversation::Conversation;
 pub use device::DeviceRequest;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{panic_message, Error, ErrorKind, Result};
 #[cfg(feature = "video")]
 pub use frame_sampler;
 pub use generation::{CancelToken, GenerationParams, StopReason};

@@ -985,13 +985,9 @@ where
                 job(&thread_cancel, &mut on_piece)
             }))
             .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
                 Err(Error::Compute(candle_core::Error::Msg(format!(
-                    "internal error: the generation panicked: {message}"
+                    "internal error: the generation panicked: {}",
+                    crate::error::panic_message(&*panic)
                 ))))
             });
             let _ = thread_tx.send(StreamEvent::Done(result));
