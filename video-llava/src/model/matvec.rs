@@ -67,25 +67,51 @@ fn product(
     let mut out = vec![0f32; out_dim * rows];
     let kernels = Kernels::detect();
     let xs_rows: Vec<&[f32]> = x.chunks_exact(in_dim).collect();
+    let w_row = |o: usize| &w[o * in_dim..(o + 1) * in_dim];
+    // `dst` holds the results of weight rows `first..`, `rows` each.
     let outputs = |first: usize, dst: &mut [f32]| {
-        for (o, ys) in dst.chunks_mut(rows).enumerate() {
-            let row = &w[(first + o) * in_dim..(first + o + 1) * in_dim];
-            let b = bias.as_ref().map_or(0.0, |b| b[first + o]);
-            // Four activation rows per pass over the weight row, then the rest one by one.
+        let count = dst.len() / rows;
+        let mut o = 0;
+        // Blocks of weight rows times blocks of four activation rows: every weight chunk loaded
+        // feeds several rows' sums, enough independent sums to keep the vector units busy.
+        while kernels.weight_rows == 4 && o + 4 <= count {
+            let ws = [0, 1, 2, 3].map(|k| w_row(first + o + k));
             let mut r = 0;
             while r + 4 <= rows {
-                let d = (kernels.four)(
-                    row,
-                    [xs_rows[r], xs_rows[r + 1], xs_rows[r + 2], xs_rows[r + 3]],
-                );
+                let d = (kernels.w4x4)(ws, [0, 1, 2, 3].map(|k| xs_rows[r + k]));
                 for (k, d) in d.into_iter().enumerate() {
-                    ys[r + k] = b + d;
+                    dst[(o + k) * rows + r..(o + k) * rows + r + 4].copy_from_slice(&d);
                 }
                 r += 4;
             }
             while r < rows {
-                ys[r] = b + (kernels.one)(row, [xs_rows[r]])[0];
+                let d = (kernels.w4x1)(ws, [xs_rows[r]]);
+                for (k, d) in d.into_iter().enumerate() {
+                    dst[(o + k) * rows + r] = d[0];
+                }
                 r += 1;
+            }
+            o += 4;
+        }
+        while o < count {
+            let ws = [w_row(first + o)];
+            let mut r = 0;
+            while r + 4 <= rows {
+                let [d] = (kernels.w1x4)(ws, [0, 1, 2, 3].map(|k| xs_rows[r + k]));
+                dst[o * rows + r..o * rows + r + 4].copy_from_slice(&d);
+                r += 4;
+            }
+            while r < rows {
+                dst[o * rows + r] = (kernels.w1x1)(ws, [xs_rows[r]])[0][0];
+                r += 1;
+            }
+            o += 1;
+        }
+        if let Some(bias) = &bias {
+            for (o, ys) in dst.chunks_mut(rows).enumerate() {
+                for y in ys {
+                    *y += bias[first + o];
+                }
             }
         }
     };
@@ -93,7 +119,8 @@ fn product(
     if threads == 1 || out_dim * in_dim < PARALLEL_MIN {
         outputs(0, &mut out);
     } else {
-        let per = out_dim.div_ceil(threads);
+        // Parts of whole blocks of four weight rows (the split does not change any result).
+        let per = out_dim.div_ceil(threads).next_multiple_of(4);
         super::pool::for_each_part(&mut out, per * rows, |i, part| outputs(i * per, part));
     }
     if rows > 1 {
@@ -112,13 +139,21 @@ fn product(
     Ok(Some(Tensor::from_vec(out, dims, xs.device())?))
 }
 
+/// Dot products of `M` weight rows with `R` activation rows: `out[m][r]`.
+type Dots<const M: usize, const R: usize> = fn([&[f32]; M], [&[f32]; R]) -> [[f32; R]; M];
+
 /// The dot-product kernels for this CPU: the same arithmetic, in the same order, compiled for
-/// the widest vector unit present (AVX-512, AVX2, else the baseline), so results do not depend
-/// on which one runs.
+/// the widest vector unit present (AVX-512, AVX2 with FMA, else the baseline), so results do not
+/// depend on which one runs, nor on how many rows share a block.
 #[derive(Clone, Copy)]
 struct Kernels {
-    one: fn(&[f32], [&[f32]; 1]) -> [f32; 1],
-    four: fn(&[f32], [&[f32]; 4]) -> [f32; 4],
+    /// Weight rows per block: 4 where the registers hold the 16 sums of a 4 x 4 block (AVX-512's
+    /// 32), else 1.
+    weight_rows: usize,
+    w4x4: Dots<4, 4>,
+    w4x1: Dots<4, 1>,
+    w1x4: Dots<1, 4>,
+    w1x1: Dots<1, 1>,
 }
 
 impl Kernels {
@@ -127,20 +162,31 @@ impl Kernels {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Self {
-                    one: |a, b| unsafe { x86::dots_avx512::<1>(a, b) },
-                    four: |a, b| unsafe { x86::dots_avx512::<4>(a, b) },
+                    weight_rows: 4,
+                    w4x4: |a, b| unsafe { x86::dots_avx512::<4, 4>(a, b) },
+                    w4x1: |a, b| unsafe { x86::dots_avx512::<4, 1>(a, b) },
+                    w1x4: |a, b| unsafe { x86::dots_avx512::<1, 4>(a, b) },
+                    w1x1: |a, b| unsafe { x86::dots_avx512::<1, 1>(a, b) },
                 };
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Self {
-                    one: |a, b| unsafe { x86::dots_avx2::<1>(a, b) },
-                    four: |a, b| unsafe { x86::dots_avx2::<4>(a, b) },
+                    weight_rows: 1,
+                    w4x4: |a, b| unsafe { x86::dots_avx2::<4, 4>(a, b) },
+                    w4x1: |a, b| unsafe { x86::dots_avx2::<4, 1>(a, b) },
+                    w1x4: |a, b| unsafe { x86::dots_avx2::<1, 4>(a, b) },
+                    w1x1: |a, b| unsafe { x86::dots_avx2::<1, 1>(a, b) },
                 };
             }
         }
         Self {
-            one: dots::<1>,
-            four: dots::<4>,
+            weight_rows: 1,
+            w4x4: dots::<4, 4>,
+            w4x1: dots::<4, 1>,
+            w1x4: dots::<1, 4>,
+            w1x1: dots::<1, 1>,
         }
     }
 }
@@ -150,102 +196,149 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// [`super::dots`] in AVX-512 registers: lane `l` of each accumulator is the scalar
-    /// version's partial sum `l`, with the same multiplications and additions in the same
-    /// order, so the results are bit for bit the same.
+    /// version's partial sum `l`, with the same fused multiply-adds in the same order and the
+    /// same tree of additions at the end, so the results are bit for bit the same.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dots_avx512<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
-        assert!(b.iter().all(|b| b.len() == a.len()));
-        let n = a.len() / 16 * 16;
-        let mut acc = [_mm512_setzero_ps(); R];
+    pub(super) unsafe fn dots_avx512<const M: usize, const R: usize>(
+        w: [&[f32]; M],
+        x: [&[f32]; R],
+    ) -> [[f32; R]; M] {
+        let len = x[0].len();
+        assert!(w.iter().chain(&x).all(|v| v.len() == len));
+        let n = len / 16 * 16;
+        let mut acc = [[_mm512_setzero_ps(); R]; M];
         for i in (0..n).step_by(16) {
-            // SAFETY: i + 16 <= n <= a.len() == b[k].len().
-            let va = unsafe { _mm512_loadu_ps(a.as_ptr().add(i)) };
-            for (acc, b) in acc.iter_mut().zip(&b) {
-                let vb = unsafe { _mm512_loadu_ps(b.as_ptr().add(i)) };
-                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(va, vb));
+            let mut vx = [_mm512_setzero_ps(); R];
+            for r in 0..R {
+                // SAFETY: i + 16 <= n <= len == x[r].len().
+                vx[r] = unsafe { _mm512_loadu_ps(x[r].as_ptr().add(i)) };
+            }
+            for m in 0..M {
+                // SAFETY: as above, w[m].len() == len.
+                let vw = unsafe { _mm512_loadu_ps(w[m].as_ptr().add(i)) };
+                for r in 0..R {
+                    acc[m][r] = _mm512_fmadd_ps(vw, vx[r], acc[m][r]);
+                }
             }
         }
-        let mut lanes = [[0f32; 16]; R];
-        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
-            // SAFETY: 16 floats fit `lanes`.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
+        let mut out = [[0f32; R]; M];
+        for m in 0..M {
+            for r in 0..R {
+                let a = acc[m][r];
+                let lo = _mm512_castps512_ps256(a);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+                out[m][r] = super::finish(sum8(_mm256_add_ps(lo, hi)), w[m], x[r], n);
+            }
         }
-        super::finish(a, b, n, &lanes)
+        out
     }
 
-    /// The same with AVX2: each row's 16 partial sums in two registers.
+    /// The same with AVX2 and FMA: each row's 16 partial sums in two registers.
     ///
     /// # Safety
-    /// The CPU must have AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dots_avx2<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
-        assert!(b.iter().all(|b| b.len() == a.len()));
-        let n = a.len() / 16 * 16;
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dots_avx2<const M: usize, const R: usize>(
+        w: [&[f32]; M],
+        x: [&[f32]; R],
+    ) -> [[f32; R]; M] {
+        let len = x[0].len();
+        assert!(w.iter().chain(&x).all(|v| v.len() == len));
+        let n = len / 16 * 16;
+        let mut acc = [[[_mm256_setzero_ps(); 2]; R]; M];
         for i in (0..n).step_by(16) {
-            // SAFETY: i + 16 <= n <= a.len() == b[k].len().
-            let (lo, hi) = unsafe {
-                (
-                    _mm256_loadu_ps(a.as_ptr().add(i)),
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
-                )
-            };
-            for (acc, b) in acc.iter_mut().zip(&b) {
-                let (blo, bhi) = unsafe {
-                    (
-                        _mm256_loadu_ps(b.as_ptr().add(i)),
-                        _mm256_loadu_ps(b.as_ptr().add(i + 8)),
-                    )
+            let mut vx = [[_mm256_setzero_ps(); 2]; R];
+            for r in 0..R {
+                // SAFETY: i + 16 <= n <= len == x[r].len().
+                vx[r] = unsafe {
+                    [
+                        _mm256_loadu_ps(x[r].as_ptr().add(i)),
+                        _mm256_loadu_ps(x[r].as_ptr().add(i + 8)),
+                    ]
                 };
-                acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(lo, blo));
-                acc[1] = _mm256_add_ps(acc[1], _mm256_mul_ps(hi, bhi));
+            }
+            for m in 0..M {
+                // SAFETY: as above, w[m].len() == len.
+                let vw = unsafe {
+                    [
+                        _mm256_loadu_ps(w[m].as_ptr().add(i)),
+                        _mm256_loadu_ps(w[m].as_ptr().add(i + 8)),
+                    ]
+                };
+                for r in 0..R {
+                    acc[m][r][0] = _mm256_fmadd_ps(vw[0], vx[r][0], acc[m][r][0]);
+                    acc[m][r][1] = _mm256_fmadd_ps(vw[1], vx[r][1], acc[m][r][1]);
+                }
             }
         }
-        let mut lanes = [[0f32; 16]; R];
-        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
-            // SAFETY: 8 + 8 floats fit `lanes`.
-            unsafe {
-                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
-                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+        let mut out = [[0f32; R]; M];
+        for m in 0..M {
+            for r in 0..R {
+                let [lo, hi] = acc[m][r];
+                out[m][r] = super::finish(sum8(_mm256_add_ps(lo, hi)), w[m], x[r], n);
             }
         }
-        super::finish(a, b, n, &lanes)
+        out
+    }
+
+    /// Lanes `0..8` of `s` (lane `l` = partial sums `l` + `l + 8`) added as [`super::dots`]'s
+    /// tree adds them: `l + (l + 4)`, then `+ 2`, then `+ 1`.
+    #[target_feature(enable = "avx")]
+    fn sum8(s: __m256) -> f32 {
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+        _mm_cvtss_f32(s1)
     }
 }
 
-/// The end of [`dots`]: each row's partial sums added in order, then the tail past `n`.
+/// The end of a dot product: the lanes' sum (from the tree), then the elements past `n` (the
+/// last whole 16-lane chunk) added in order.
 #[inline(always)]
-fn finish<const R: usize>(a: &[f32], b: [&[f32]; R], n: usize, lanes: &[[f32; 16]; R]) -> [f32; R] {
-    let mut out = [0f32; R];
-    for ((o, s), b) in out.iter_mut().zip(lanes).zip(&b) {
-        let tail: f32 = a[n..].iter().zip(&b[n..]).map(|(x, y)| x * y).sum();
-        *o = s.iter().sum::<f32>() + tail;
+fn finish(lanes: f32, w: &[f32], x: &[f32], n: usize) -> f32 {
+    w[n..]
+        .iter()
+        .zip(&x[n..])
+        .fold(lanes, |s, (a, b)| a.mul_add(*b, s))
+}
+
+/// Dot products of each of `w` with each of `x`, with 16 lane-wise partial sums so they
+/// vectorize (a single running sum would pin the additions in order) and fused multiply-adds;
+/// the lanes are then added as a tree (`l + (l + 8)`, `+ 4`, `+ 2`, `+ 1`) and the tail past the
+/// last whole chunk in order. Every product's arithmetic is the same whatever `M` and `R` are,
+/// so a row's result is the same computed alone or beside others.
+#[inline(always)]
+fn dots<const M: usize, const R: usize>(w: [&[f32]; M], x: [&[f32]; R]) -> [[f32; R]; M] {
+    const LANES: usize = 16;
+    let len = x[0].len();
+    assert!(w.iter().chain(&x).all(|v| v.len() == len));
+    let n = len / LANES * LANES;
+    let mut sums = [[[0f32; LANES]; R]; M];
+    for i in (0..n).step_by(LANES) {
+        for (sums, w) in sums.iter_mut().zip(&w) {
+            let cw = &w[i..i + LANES];
+            for (s, x) in sums.iter_mut().zip(&x) {
+                let cx = &x[i..i + LANES];
+                for l in 0..LANES {
+                    s[l] = cw[l].mul_add(cx[l], s[l]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; R]; M];
+    for m in 0..M {
+        for r in 0..R {
+            let s = &sums[m][r];
+            let s8: [f32; 8] = std::array::from_fn(|l| s[l] + s[l + 8]);
+            let s4: [f32; 4] = std::array::from_fn(|l| s8[l] + s8[l + 4]);
+            let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+            out[m][r] = finish(s2[0] + s2[1], w[m], x[r], n);
+        }
     }
     out
-}
-
-/// Dot products of `a` with each of `b`, with lane-wise partial sums so they vectorize (a
-/// single running sum would pin the additions in order); each `a` chunk is loaded once for all
-/// of `b`. Every product's additions happen in the same order whatever `R` is, so a row's
-/// result is the same computed alone or beside others.
-#[inline(always)]
-fn dots<const R: usize>(a: &[f32], b: [&[f32]; R]) -> [f32; R] {
-    const LANES: usize = 16;
-    let n = a.len() / LANES * LANES;
-    let mut sums = [[0f32; LANES]; R];
-    for i in (0..n).step_by(LANES) {
-        let ca = &a[i..i + LANES];
-        for (s, b) in sums.iter_mut().zip(&b) {
-            let cb = &b[i..i + LANES];
-            for l in 0..LANES {
-                s[l] += ca[l] * cb[l];
-            }
-        }
-    }
-    finish(a, b, n, &sums)
 }
 
 #[cfg(test)]
@@ -285,7 +378,7 @@ mod tests {
     #[test]
     fn rows_are_each_the_single_row_product_bit_for_bit() -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        for (out_dim, rows) in [(1000, 4), (7, 3), (1000, MAX_ROWS)] {
+        for (out_dim, rows) in [(1000, 4), (7, 3), (1000, MAX_ROWS), (1001, 6)] {
             let w = Tensor::randn(0f32, 1.0, (out_dim, 1030), &dev)?;
             let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
             let x = Tensor::randn(0f32, 1.0, (rows, 1, 1030), &dev)?;
@@ -297,15 +390,23 @@ mod tests {
                 assert_eq!(a.to_vec1::<f32>()?, b.to_vec1::<f32>()?, "row {r}");
             }
         }
-        // The vector kernels this CPU takes give the portable one's bits.
+        // The vector kernels this CPU takes give the portable one's bits, in every block shape
+        // (1030 leaves a tail past the last 16-lane chunk).
         let kernels = Kernels::detect();
-        let a = Tensor::randn(0f32, 1.0, 1030, &dev)?.to_vec1::<f32>()?;
-        let b: Vec<Vec<f32>> = (0..4)
+        let v: Vec<Vec<f32>> = (0..8)
             .map(|_| Tensor::randn(0f32, 1.0, 1030, &dev)?.to_vec1::<f32>())
             .collect::<candle_core::Result<_>>()?;
-        let four = [&b[0][..], &b[1][..], &b[2][..], &b[3][..]];
-        assert_eq!((kernels.four)(&a, four), dots::<4>(&a, four));
-        assert_eq!((kernels.one)(&a, [&b[0]]), dots::<1>(&a, [&b[0]]));
+        let ws: [&[f32]; 4] = std::array::from_fn(|k| &v[k][..]);
+        let xs: [&[f32]; 4] = std::array::from_fn(|k| &v[4 + k][..]);
+        let block = (kernels.w4x4)(ws, xs);
+        assert_eq!(block, dots::<4, 4>(ws, xs));
+        for m in 0..4 {
+            assert_eq!((kernels.w4x1)(ws, [xs[m]]), dots::<4, 1>(ws, [xs[m]]));
+            assert_eq!((kernels.w1x4)([ws[m]], xs), [block[m]]);
+            for r in 0..4 {
+                assert_eq!((kernels.w1x1)([ws[m]], [xs[r]]), [[block[m][r]]]);
+            }
+        }
         let w = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
         let x = Tensor::randn(0f32, 1.0, (MAX_ROWS + 1, 8), &dev)?;
         assert!(
