@@ -15,6 +15,10 @@ Sections:
              ~2,070-token video prompt, greedy decode tokens/s.
   memory     peak RSS of loading the bf16 checkpoint into float32 (each engine in a fresh process),
              relative to the float32 weights' size.
+  quantized  (not in the default list; needs `bash benches/setup-llama-cpp.sh`) our Q8_0 and Q4K Llama
+             against llama.cpp's (llama-bench) on the same weights, converted by llama.cpp's own
+             convert_hf_to_gguf.py and llama-quantize: prefill of the 2,075-token video prompt and
+             decode after it, on the mid-size model's Llama and on TinyLlama-1.1B's shapes.
 Every contender runs with the machine's default thread count (torch.set_num_threads(os.cpu_count())).
 """
 
@@ -241,6 +245,183 @@ def model_video_features(ref, pv):
     return feats.reshape(-1, feats.shape[-1])
 
 
+# --- quantized --------------------------------------------------------------------------------------------
+
+LLAMA_CPP = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / ".cache/llama.cpp"))
+# The two Llamas of issue 11's comparison: the mid-size bench model's, and TinyLlama-1.1B's shapes
+# (grouped-query attention) behind the same vision towers; bf16 checkpoints from random_checkpoint.
+QUANT_SHAPES = ["mid", "tinyllama"]
+# Our quantization name -> llama.cpp's type name.
+LLAMA_TYPES = {"q8_0": "Q8_0", "q4k": "Q4_K"}
+
+
+def cargo_examples(*names):
+    """Builds the release examples (package, example) and returns {example: executable path}."""
+    cmd = ["cargo", "build", "--release", "--message-format=json-render-diagnostics"]
+    for package, example in names:
+        cmd += ["-p", package, "--example", example]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    paths = {}
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            paths[msg["target"]["name"]] = msg["executable"]
+    return paths
+
+
+def export_llama(src, dst):
+    """The Llama of a Video-LLaVA checkpoint as a transformers LlamaForCausalLM directory, the
+    input convert_hf_to_gguf.py takes: the same bf16 bytes under Llama's key names, the text
+    config, and the tokenizer padded with placeholder tokens to the embedding's 32,064 rows
+    (llama.cpp wants one token per row; Video-LLaVA's tokenizer has 32,003)."""
+    import struct
+
+    if (dst / "model.safetensors").exists():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    shards = sorted(src.glob("*.safetensors"))
+    prefixes = [("language_model.model.", "model."), ("model.language_model.", "model."),
+                ("language_model.lm_head.", "lm_head."), ("lm_head.", "lm_head.")]
+    entries = []  # (new name, header entry, shard, data start)
+    for shard in shards:
+        with open(shard, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        for name, meta in header.items():
+            for old, new in prefixes:
+                if name.startswith(old):
+                    entries.append((new + name[len(old):], meta, shard, 8 + n))
+                    break
+    header, offset = {}, 0
+    for name, meta, _, _ in entries:
+        size = meta["data_offsets"][1] - meta["data_offsets"][0]
+        header[name] = {"dtype": meta["dtype"], "shape": meta["shape"], "data_offsets": [offset, offset + size]}
+        offset += size
+    header["__metadata__"] = {"format": "pt"}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(dst / "model.safetensors.part", "wb") as out:
+        out.write(struct.pack("<Q", len(raw)) + raw)
+        for _, meta, shard, start in entries:
+            with open(shard, "rb") as f:
+                f.seek(start + meta["data_offsets"][0])
+                left = meta["data_offsets"][1] - meta["data_offsets"][0]
+                while left:
+                    chunk = f.read(min(left, 1 << 24))
+                    out.write(chunk)
+                    left -= len(chunk)
+    config = json.loads((src / "config.json").read_text())
+    text = dict(config["text_config"])
+    text.update(architectures=["LlamaForCausalLM"], model_type="llama", torch_dtype="bfloat16",
+                bos_token_id=1, eos_token_id=2, hidden_act="silu", tie_word_embeddings=False)
+    (dst / "config.json").write_text(json.dumps(text, indent=2))
+    if (src / "special_tokens_map.json").exists():
+        (dst / "special_tokens_map.json").write_bytes((src / "special_tokens_map.json").read_bytes())
+    # The placeholders go in both lists of added tokens: transformers 5 (which the converter asks
+    # for the vocabulary) reads tokenizer_config.json's.
+    tok = json.loads((src / "tokenizer.json").read_text())
+    tok_config = json.loads((src / "tokenizer_config.json").read_text())
+    decoder = tok_config.setdefault("added_tokens_decoder", {})
+    have = len(tok["model"]["vocab"]) + sum(1 for t in tok["added_tokens"] if t["id"] >= len(tok["model"]["vocab"]))
+    for i in range(have, text["vocab_size"]):
+        token = {"content": f"<extra_{i}>", "single_word": False, "lstrip": False, "rstrip": False,
+                 "normalized": False, "special": True}
+        tok["added_tokens"].append({"id": i, **token})
+        decoder[str(i)] = token
+    (dst / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+    (dst / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2, ensure_ascii=False))
+    (dst / "model.safetensors.part").rename(dst / "model.safetensors")
+
+
+def llama_cpp_gguf(shape, quant, bf16_dir):
+    """The same weights as a llama.cpp GGUF of `quant`'s type: llama.cpp's own convert_hf_to_gguf.py
+    (bf16, the checkpoint's values) then llama-quantize --pure (every linear weight, lm_head
+    included, of that one type, as ours are), token embeddings kept in float32 as ours are."""
+    work = ROOT / f".cache/llama-cpp-models/{shape}"
+    gguf = work / f"{shape}-{quant}.gguf"
+    if gguf.exists():
+        return gguf
+    export_llama(bf16_dir, work / "hf")
+    source = work / f"{shape}-bf16.gguf"
+    if not source.exists():
+        quiet([sys.executable, str(LLAMA_CPP / "src/convert_hf_to_gguf.py"), str(work / "hf"),
+               "--outtype", "bf16", "--outfile", str(source)])
+    quiet([str(LLAMA_CPP / "build/bin/llama-quantize"), "--pure", "--token-embedding-type", "f32",
+           str(source), str(gguf), LLAMA_TYPES[quant], "2"])
+    return gguf
+
+
+def quiet(cmd):
+    """Runs `cmd`, showing its output only when it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise subprocess.CalledProcessError(done.returncode, cmd)
+
+
+def llama_bench(gguf, *args):
+    """One llama-bench test on both cores: its tokens/s (the mean of its repetitions)."""
+    cmd = [str(LLAMA_CPP / "build/bin/llama-bench"), "-m", str(gguf), "-t", str(os.cpu_count()),
+           "-r", "1", "-o", "json", *args]
+    rows = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return rows[0]["avg_ts"]
+
+
+def bench_quantized(reps):
+    """Our quantized Llama against llama.cpp's on the same weights, both cores, rounds alternating:
+    prefill of the 8-frame video prompt (2,075 tokens; llama-bench -p 2075) and greedy decode of 32
+    tokens after it (llama-bench -n 32 -d 2075: the same KV depth); ours from `stages` (in-situ
+    quantization of the bf16 checkpoint, a warm-up rep, then one timed), plus our float32."""
+    if not (LLAMA_CPP / "build/bin/llama-bench").exists():
+        raise SystemExit(f"no llama.cpp in {LLAMA_CPP}: run benches/setup-llama-cpp.sh")
+    exe = cargo_examples(("video-llava", "stages"), ("video-llava-benches", "random_checkpoint"))
+    texts = []
+    for shape in QUANT_SHAPES:
+        model = ROOT / f".cache/bench-model-{shape}-bf16"
+        if not (model / "config.json").exists():
+            subprocess.run([exe["random_checkpoint"], "--shapes", shape, "--out", str(model)], check=True)
+        ggufs = {q: llama_cpp_gguf(shape, q, model) for q in LLAMA_TYPES}
+        ours = {q: {"prefill": [], "decode": []} for q in ["none", *LLAMA_TYPES]}
+        peer = {q: {"prefill": [], "decode": []} for q in LLAMA_TYPES}
+        prompt = None
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(reps):
+                for q in ours:
+                    js = Path(tmp) / "stages.json"
+                    subprocess.run([exe["stages"], "--model", str(model), "--quantize", q, "--frames", "8",
+                                    "--reps", "1", "--new-tokens", str(NEW_TOKENS), "--json", str(js)],
+                                   check=True, capture_output=True)
+                    r = json.loads(js.read_text())
+                    prompt = r["prompt_tokens"]
+                    ours[q]["prefill"].append(prompt / r["prefill_s"])
+                    ours[q]["decode"].append(r["decode_tok_s"])
+                    if q in peer:
+                        peer[q]["prefill"].append(llama_bench(ggufs[q], "-p", str(prompt), "-n", "0"))
+                        peer[q]["decode"].append(llama_bench(ggufs[q], "-p", "0", "-n", str(NEW_TOKENS),
+                                                             "-d", str(prompt)))
+                    print(f"{shape} {q}: ours prefill {ours[q]['prefill'][-1]:.1f} tok/s decode "
+                          f"{ours[q]['decode'][-1]:.2f} tok/s" + (
+                              f"; llama.cpp prefill {peer[q]['prefill'][-1]:.1f} decode "
+                              f"{peer[q]['decode'][-1]:.2f}" if q in peer else ""), flush=True)
+        med = statistics.median
+        f32 = med(ours["none"]["decode"])
+        rows = [(f"\n### Quantized Llama vs llama.cpp, {shape} shapes, prompt {prompt} tokens, {NEW_TOKENS} new "
+                 f"tokens, {os.cpu_count()} threads, medians of {reps} alternating rounds (tokens/s)\n"),
+                ("| weights | prefill ours | prefill llama.cpp | ours / llama.cpp | decode ours | decode llama.cpp "
+                 "| ours / llama.cpp | decode vs our f32 |"),
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
+                f"| f32 | {med(ours['none']['prefill']):.1f} | | | {f32:.2f} | | | 1.00x |"]
+        for q in LLAMA_TYPES:
+            op, pp = med(ours[q]["prefill"]), med(peer[q]["prefill"])
+            od, pd = med(ours[q]["decode"]), med(peer[q]["decode"])
+            rows.append(f"| {q} | {op:.1f} | {pp:.1f} | {op / pp:.2f}x | {od:.2f} | {pd:.2f} | {od / pd:.2f}x "
+                        f"| {od / f32:.2f}x |")
+        text = "\n".join(rows)
+        print(text, flush=True)
+        texts.append(text)
+    return texts
+
+
 # --- memory -----------------------------------------------------------------------------------------------
 
 def peak_rss_bytes():
@@ -313,7 +494,8 @@ def main():
               f"{platform.system()} {platform.release()}; Python {platform.python_version()}; "
               f"command: `.venv-ref/bin/python benches/compare.py --reps {args.reps} --only {args.only}`")
     print(header)
-    sections = {"sampling": bench_sampling, "thumbnail": bench_thumbnail, "model": bench_model, "memory": bench_memory}
+    sections = {"sampling": bench_sampling, "thumbnail": bench_thumbnail, "model": bench_model, "memory": bench_memory,
+                "quantized": bench_quantized}
     texts = [header]
     for name in args.only.split(","):
         texts += sections[name](args.reps)

@@ -3,13 +3,16 @@
 //!
 //! ```text
 //! cargo run --release -p video-llava-benches --example random_checkpoint -- \
-//!     --shapes mid|7b [--out DIR] [--seed N]
+//!     --shapes mid|tinyllama|7b [--out DIR] [--seed N]
 //! ```
 //!
 //! `--shapes 7b` uses the hub config of `LanguageBind/Video-LLaVA-7B-hf` itself
 //! (`video-llava/tests/fixtures/sparse-config.json`: two CLIP ViT-L/14 towers, Vicuna-7B; 7.5 B
 //! parameters, 15 GB); `--shapes mid` the mid-size bench model of `benches/make_bench_model.py`
-//! (about 400 M parameters). Unlike that script, nothing is built in memory first: every tensor
+//! (about 400 M parameters); `--shapes tinyllama` the mid-size model's vision towers in front of
+//! a Llama with TinyLlama-1.1B's shapes (22 layers, hidden 2048, 32 query and 4 key/value heads:
+//! grouped-query attention), the second Llama of the llama.cpp comparison
+//! (`benches/compare.py --only quantized`). Unlike that script, nothing is built in memory first: every tensor
 //! is generated in chunks while it is written, so the 7B shapes need a few MB of RAM, not 30 GB
 //! of float32 (the reason this exists). Keys use the hub's legacy layout; the project's Llama-2
 //! tokenizer fixture is copied beside the weights. Weights are uniform with std 1/sqrt(fan_in),
@@ -64,6 +67,19 @@ fn mid_config() -> Value {
             "patch_size": 14, "hidden_act": "quick_gelu", "projection_dim": 512
         }
     })
+}
+
+/// The mid-size model with TinyLlama-1.1B-Chat-v1.0's Llama (its hub config.json's text fields;
+/// the vocabulary is Video-LLaVA's 32,064 and the context 4,096, which the video prompt needs).
+fn tinyllama_config() -> Value {
+    let mut config = mid_config();
+    config["text_config"] = json!({
+        "model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632,
+        "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4,
+        "vocab_size": 32064, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0, "pad_token_id": 0
+    });
+    config
 }
 
 /// Every tensor of a checkpoint with `cfg`'s shapes, in the hub's legacy key layout.
@@ -196,7 +212,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--seed" => seed = value()?.parse()?,
             "-h" | "--help" => {
-                println!("random_checkpoint --shapes mid|7b [--out DIR] [--seed N]");
+                println!("random_checkpoint --shapes mid|tinyllama|7b [--out DIR] [--seed N]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other} (see --help)").into()),
@@ -204,10 +220,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let config: Value = match shapes.as_str() {
         "mid" => mid_config(),
+        "tinyllama" => tinyllama_config(),
         "7b" => serde_json::from_str(&std::fs::read_to_string(
             root.join("video-llava/tests/fixtures/sparse-config.json"),
         )?)?,
-        other => return Err(format!("--shapes {other}: expected mid or 7b").into()),
+        other => return Err(format!("--shapes {other}: expected mid, tinyllama or 7b").into()),
     };
     let out = out.unwrap_or_else(|| root.join(format!(".cache/bench-model-{shapes}-bf16")));
     std::fs::create_dir_all(&out)?;
