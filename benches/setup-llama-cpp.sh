@@ -4,8 +4,8 @@
 # registry this machine reaches), built for this CPU with its own CMake build. Gives
 #   .cache/llama.cpp/src/                 the sources, with convert_hf_to_gguf.py and gguf-py
 #   .cache/llama.cpp/build/bin/llama-bench, llama-quantize
-# and puts cmake, ninja and what convert_hf_to_gguf.py imports into the reference venv
-# (.venv-ref, scripts/setup-reference.sh, made first when missing). Idempotent; about 10 min of
+# and puts cmake and ninja into the reference venv (.venv-ref, scripts/setup-reference.sh, made
+# first when missing), which has what convert_hf_to_gguf.py imports (torch, transformers). Idempotent; about 10 min of
 # building on 2 cores. Benchmarks only: the test suite does not need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ DEST=.cache/llama.cpp
 VENV=${REF_VENV:-.venv-ref}
 
 if [ ! -x "$VENV/bin/python" ]; then bash scripts/setup-reference.sh; fi
-"$VENV/bin/pip" install -q cmake ninja sentencepiece protobuf transformers numpy
+"$VENV/bin/pip" install -q cmake ninja
 
 if [ ! -f "$DEST/src/convert_hf_to_gguf.py" ]; then
   mkdir -p "$DEST"

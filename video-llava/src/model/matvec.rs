@@ -72,40 +72,24 @@ fn product(
     let outputs = |first: usize, dst: &mut [f32]| {
         let count = dst.len() / rows;
         let mut o = 0;
-        // Blocks of weight rows times blocks of four activation rows: every weight chunk loaded
-        // feeds several rows' sums, enough independent sums to keep the vector units busy.
-        while kernels.weight_rows == 4 && o + 4 <= count {
-            let ws = [0, 1, 2, 3].map(|k| w_row(first + o + k));
-            let mut r = 0;
-            while r + 4 <= rows {
-                let d = (kernels.w4x4)(ws, [0, 1, 2, 3].map(|k| xs_rows[r + k]));
-                for (k, d) in d.into_iter().enumerate() {
-                    dst[(o + k) * rows + r..(o + k) * rows + r + 4].copy_from_slice(&d);
-                }
-                r += 4;
+        // Blocks of four weight rows where the registers hold their sums: every weight chunk
+        // loaded feeds several rows' sums, enough independent sums to keep the vector units busy.
+        if let Some((four, one)) = kernels.w4 {
+            while o + 4 <= count {
+                let ws = std::array::from_fn(|k| w_row(first + o + k));
+                block(ws, &xs_rows, four, one, &mut dst[o * rows..(o + 4) * rows]);
+                o += 4;
             }
-            while r < rows {
-                let d = (kernels.w4x1)(ws, [xs_rows[r]]);
-                for (k, d) in d.into_iter().enumerate() {
-                    dst[(o + k) * rows + r] = d[0];
-                }
-                r += 1;
-            }
-            o += 4;
         }
-        while o < count {
+        for o in o..count {
             let ws = [w_row(first + o)];
-            let mut r = 0;
-            while r + 4 <= rows {
-                let [d] = (kernels.w1x4)(ws, [0, 1, 2, 3].map(|k| xs_rows[r + k]));
-                dst[o * rows + r..o * rows + r + 4].copy_from_slice(&d);
-                r += 4;
-            }
-            while r < rows {
-                dst[o * rows + r] = (kernels.w1x1)(ws, [xs_rows[r]])[0][0];
-                r += 1;
-            }
-            o += 1;
+            block(
+                ws,
+                &xs_rows,
+                kernels.w1x4,
+                kernels.w1x1,
+                &mut dst[o * rows..(o + 1) * rows],
+            );
         }
         if let Some(bias) = &bias {
             for (o, ys) in dst.chunks_mut(rows).enumerate() {
@@ -139,6 +123,31 @@ fn product(
     Ok(Some(Tensor::from_vec(out, dims, xs.device())?))
 }
 
+/// The products of the `M` weight rows `ws` with every row of `xs`, into `dst` laid out
+/// `(M, xs.len())`: blocks of four activation rows, then the rest one by one.
+fn block<const M: usize>(
+    ws: [&[f32]; M],
+    xs: &[&[f32]],
+    four: Dots<M, 4>,
+    one: Dots<M, 1>,
+    dst: &mut [f32],
+) {
+    let rows = xs.len();
+    let mut r = 0;
+    while r + 4 <= rows {
+        let d = four(ws, std::array::from_fn(|k| xs[r + k]));
+        for (k, d) in d.into_iter().enumerate() {
+            dst[k * rows + r..k * rows + r + 4].copy_from_slice(&d);
+        }
+        r += 4;
+    }
+    for r in r..rows {
+        for (k, d) in one(ws, [xs[r]]).into_iter().enumerate() {
+            dst[k * rows + r] = d[0];
+        }
+    }
+}
+
 /// Dot products of `M` weight rows with `R` activation rows: `out[m][r]`.
 type Dots<const M: usize, const R: usize> = fn([&[f32]; M], [&[f32]; R]) -> [[f32; R]; M];
 
@@ -147,11 +156,9 @@ type Dots<const M: usize, const R: usize> = fn([&[f32]; M], [&[f32]; R]) -> [[f3
 /// depend on which one runs, nor on how many rows share a block.
 #[derive(Clone, Copy)]
 struct Kernels {
-    /// Weight rows per block: 4 where the registers hold the 16 sums of a 4 x 4 block (AVX-512's
-    /// 32), else 1.
-    weight_rows: usize,
-    w4x4: Dots<4, 4>,
-    w4x1: Dots<4, 1>,
+    /// Blocks of four weight rows (by four activation rows, by one), where the registers hold the
+    /// 16 sums of a 4 x 4 block (AVX-512's 32; AVX2's 16 do not).
+    w4: Option<(Dots<4, 4>, Dots<4, 1>)>,
     w1x4: Dots<1, 4>,
     w1x1: Dots<1, 1>,
 }
@@ -162,9 +169,10 @@ impl Kernels {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Self {
-                    weight_rows: 4,
-                    w4x4: |a, b| unsafe { x86::dots_avx512::<4, 4>(a, b) },
-                    w4x1: |a, b| unsafe { x86::dots_avx512::<4, 1>(a, b) },
+                    w4: Some((
+                        |a, b| unsafe { x86::dots_avx512::<4, 4>(a, b) },
+                        |a, b| unsafe { x86::dots_avx512::<4, 1>(a, b) },
+                    )),
                     w1x4: |a, b| unsafe { x86::dots_avx512::<1, 4>(a, b) },
                     w1x1: |a, b| unsafe { x86::dots_avx512::<1, 1>(a, b) },
                 };
@@ -173,18 +181,14 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 return Self {
-                    weight_rows: 1,
-                    w4x4: |a, b| unsafe { x86::dots_avx2::<4, 4>(a, b) },
-                    w4x1: |a, b| unsafe { x86::dots_avx2::<4, 1>(a, b) },
+                    w4: None,
                     w1x4: |a, b| unsafe { x86::dots_avx2::<1, 4>(a, b) },
                     w1x1: |a, b| unsafe { x86::dots_avx2::<1, 1>(a, b) },
                 };
             }
         }
         Self {
-            weight_rows: 1,
-            w4x4: dots::<4, 4>,
-            w4x1: dots::<4, 1>,
+            w4: None,
             w1x4: dots::<1, 4>,
             w1x1: dots::<1, 1>,
         }
@@ -398,10 +402,14 @@ mod tests {
             .collect::<candle_core::Result<_>>()?;
         let ws: [&[f32]; 4] = std::array::from_fn(|k| &v[k][..]);
         let xs: [&[f32]; 4] = std::array::from_fn(|k| &v[4 + k][..]);
-        let block = (kernels.w4x4)(ws, xs);
-        assert_eq!(block, dots::<4, 4>(ws, xs));
+        let block = dots::<4, 4>(ws, xs);
+        if let Some((four, one)) = kernels.w4 {
+            assert_eq!(four(ws, xs), block);
+            for x in xs {
+                assert_eq!(one(ws, [x]), dots::<4, 1>(ws, [x]));
+            }
+        }
         for m in 0..4 {
-            assert_eq!((kernels.w4x1)(ws, [xs[m]]), dots::<4, 1>(ws, [xs[m]]));
             assert_eq!((kernels.w1x4)([ws[m]], xs), [block[m]]);
             for r in 0..4 {
                 assert_eq!((kernels.w1x1)([ws[m]], [xs[r]]), [[block[m][r]]]);
