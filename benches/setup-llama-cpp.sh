@@ -15,6 +15,7 @@ DEST=.cache/llama.cpp
 VENV=${REF_VENV:-.venv-ref}
 
 if [ ! -x "$VENV/bin/python" ]; then bash scripts/setup-reference.sh; fi
+VENV=$(cd "$VENV" && pwd)
 "$VENV/bin/pip" install -q cmake ninja
 
 if [ ! -f "$DEST/src/convert_hf_to_gguf.py" ]; then
@@ -22,10 +23,13 @@ if [ ! -f "$DEST/src/convert_hf_to_gguf.py" ]; then
   tarball="$DEST/llama_cpp_python-$VERSION.tar.gz"
   if [ ! -f "$tarball" ]; then
     url=$("$VENV/bin/python" - "$VERSION" <<'PY'
-import json, sys, urllib.request
-version = sys.argv[1]
-meta = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{version}/json"))
-print(next(f["url"] for f in meta["urls"] if f["packagetype"] == "sdist"))
+import json, sys, urllib.parse, urllib.request
+# The project-wide JSON (the per-version URL is not served by every mirror), its release list;
+# a mirror may give the file's URL relative to the JSON's.
+index = "https://pypi.org/pypi/llama-cpp-python/json"
+meta = json.load(urllib.request.urlopen(index))
+files = meta["releases"][sys.argv[1]]
+print(urllib.parse.urljoin(index, next(f["url"] for f in files if f["packagetype"] == "sdist")))
 PY
 )
     curl -fsSL -o "$tarball.part" "$url"
@@ -40,7 +44,7 @@ PY
 fi
 
 if [ ! -x "$DEST/build/bin/llama-bench" ] || [ ! -x "$DEST/build/bin/llama-quantize" ]; then
-  PATH="$PWD/$VENV/bin:$PATH"
+  PATH="$VENV/bin:$PATH"
   # GGML_NATIVE: the kernels for this CPU (AVX2 / AVX-512 / VNNI / AMX where present), as a user
   # building llama.cpp here gets by default. No CURL (no network), no server or examples.
   cmake -S "$DEST/src" -B "$DEST/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
