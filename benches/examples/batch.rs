@@ -36,6 +36,7 @@ fn decode_rate(generations: &[Generation], wall: Duration) -> f64 {
 fn main() {
     let (mut rounds, mut tokens) = (3usize, 32usize);
     let mut steps_only = false;
+    let mut step_sizes = vec![1usize, 4, 8];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || -> usize {
@@ -47,6 +48,12 @@ fn main() {
             "--rounds" => rounds = value(),
             "--tokens" => tokens = value(),
             "--steps-only" => steps_only = true,
+            "--step-sizes" => {
+                step_sizes = args
+                    .next()
+                    .and_then(|list| list.split(',').map(|n| n.parse().ok()).collect())
+                    .unwrap_or_else(|| panic!("--step-sizes N[,N..]"))
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -69,7 +76,7 @@ fn main() {
     let (mut plain, mut batch_of_one) = (Vec::new(), Vec::new());
     // The language model's step alone: B sequences of 16 cached positions, 32 steps.
     let lm = model.model();
-    for &n in &sizes {
+    for &n in &step_sizes {
         let mut caches: Vec<_> = (0..n)
             .map(|_| {
                 let mut cache = lm.new_cache(64).expect("cache");

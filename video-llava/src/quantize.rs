@@ -255,7 +255,7 @@ const PARALLEL_MIN: usize = 1 << 20;
 /// the time (quantizing is most of loading a checkpoint in-situ).
 pub(crate) fn quantize_rows(dense: &Tensor, dtype: GgmlDType) -> candle_core::Result<QTensor> {
     let (rows, cols) = dense.dims2()?;
-    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    let threads = crate::model::pool::threads().clamp(1, rows.max(1));
     if threads == 1 || rows * cols < PARALLEL_MIN || !cols.is_multiple_of(dtype.block_size()) {
         return QTensor::quantize(dense, dtype);
     }

@@ -123,7 +123,7 @@ fn one_query(
             }
         }
     };
-    let threads = candle_core::utils::get_num_threads().clamp(1, h);
+    let threads = super::pool::threads().clamp(1, h);
     if threads == 1 || visible * h < ONE_QUERY_PARALLEL_MIN {
         heads(0, &mut out);
     } else {
@@ -280,7 +280,7 @@ impl InplaceOp1 for CausalSoftmax {
             return Ok(());
         }
         let rows = data.len() / cols;
-        let threads = candle_core::utils::get_num_threads().clamp(1, rows);
+        let threads = super::pool::threads().clamp(1, rows);
         if threads == 1 || data.len() < PARALLEL_MIN {
             self.rows(data, 0, cols);
             return Ok(());

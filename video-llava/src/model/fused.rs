@@ -19,7 +19,7 @@ where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let rows = dst.len() / dst_cols.max(1);
-    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    let threads = super::pool::threads().clamp(1, rows.max(1));
     if threads == 1 || dst.len() < PARALLEL_MIN {
         f(0, dst);
         return;

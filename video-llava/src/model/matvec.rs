@@ -72,12 +72,36 @@ fn product(
     let outputs = |first: usize, dst: &mut [f32]| {
         let count = dst.len() / rows;
         let mut o = 0;
+        // Eight or more rows: blocks of three weight rows by eight activation rows, so that each
+        // weight row streams from memory once while all eight rows' sums are in registers (two
+        // passes of 4 x 4 would leave the memory idle during the second).
+        if let (Some((eight, four, one)), true) = (kernels.w3, rows >= 8) {
+            while o + 3 <= count {
+                let ws = std::array::from_fn(|k| w_row(first + o + k));
+                block(
+                    ws,
+                    &xs_rows,
+                    Some(eight),
+                    four,
+                    one,
+                    &mut dst[o * rows..(o + 3) * rows],
+                );
+                o += 3;
+            }
+        }
         // Blocks of four weight rows where the registers hold their sums: every weight chunk
         // loaded feeds several rows' sums, enough independent sums to keep the vector units busy.
         if let Some((four, one)) = kernels.w4 {
             while o + 4 <= count {
                 let ws = std::array::from_fn(|k| w_row(first + o + k));
-                block(ws, &xs_rows, four, one, &mut dst[o * rows..(o + 4) * rows]);
+                block(
+                    ws,
+                    &xs_rows,
+                    None,
+                    four,
+                    one,
+                    &mut dst[o * rows..(o + 4) * rows],
+                );
                 o += 4;
             }
         }
@@ -86,6 +110,7 @@ fn product(
             block(
                 ws,
                 &xs_rows,
+                None,
                 kernels.w1x4,
                 kernels.w1x1,
                 &mut dst[o * rows..(o + 1) * rows],
@@ -99,7 +124,7 @@ fn product(
             }
         }
     };
-    let threads = candle_core::utils::get_num_threads().clamp(1, out_dim.max(1));
+    let threads = super::pool::threads().clamp(1, out_dim.max(1));
     if threads == 1 || out_dim * in_dim < PARALLEL_MIN {
         outputs(0, &mut out);
     } else {
@@ -124,27 +149,40 @@ fn product(
 }
 
 /// The products of the `M` weight rows `ws` with every row of `xs`, into `dst` laid out
-/// `(M, xs.len())`: blocks of four activation rows, then the rest one by one.
+/// `(M, xs.len())`: blocks of eight activation rows (where a kernel is given), then of four,
+/// then the rest one by one.
 fn block<const M: usize>(
     ws: [&[f32]; M],
     xs: &[&[f32]],
+    eight: Option<Dots<M, 8>>,
     four: Dots<M, 4>,
     one: Dots<M, 1>,
     dst: &mut [f32],
 ) {
+    fn put<const M: usize, const R: usize>(
+        d: [[f32; R]; M],
+        r: usize,
+        rows: usize,
+        dst: &mut [f32],
+    ) {
+        for (k, d) in d.into_iter().enumerate() {
+            dst[k * rows + r..k * rows + r + R].copy_from_slice(&d);
+        }
+    }
     let rows = xs.len();
     let mut r = 0;
-    while r + 4 <= rows {
-        let d = four(ws, std::array::from_fn(|k| xs[r + k]));
-        for (k, d) in d.into_iter().enumerate() {
-            dst[k * rows + r..k * rows + r + 4].copy_from_slice(&d);
+    if let Some(eight) = eight {
+        while r + 8 <= rows {
+            put(eight(ws, std::array::from_fn(|k| xs[r + k])), r, rows, dst);
+            r += 8;
         }
+    }
+    while r + 4 <= rows {
+        put(four(ws, std::array::from_fn(|k| xs[r + k])), r, rows, dst);
         r += 4;
     }
     for r in r..rows {
-        for (k, d) in one(ws, [xs[r]]).into_iter().enumerate() {
-            dst[k * rows + r] = d[0];
-        }
+        put(one(ws, [xs[r]]), r, rows, dst);
     }
 }
 
@@ -159,6 +197,9 @@ struct Kernels {
     /// Blocks of four weight rows (by four activation rows, by one), where the registers hold the
     /// 16 sums of a 4 x 4 block (AVX-512's 32; AVX2's 16 do not).
     w4: Option<(Dots<4, 4>, Dots<4, 1>)>,
+    /// Blocks of three weight rows by eight activation rows (24 sums, AVX-512), with the 3 x 4
+    /// and 3 x 1 kernels for the rows past the last eight.
+    w3: Option<(Dots<3, 8>, Dots<3, 4>, Dots<3, 1>)>,
     w1x4: Dots<1, 4>,
     w1x1: Dots<1, 1>,
 }
@@ -173,6 +214,11 @@ impl Kernels {
                         |a, b| unsafe { x86::dots_avx512::<4, 4>(a, b) },
                         |a, b| unsafe { x86::dots_avx512::<4, 1>(a, b) },
                     )),
+                    w3: Some((
+                        |a, b| unsafe { x86::dots_avx512::<3, 8>(a, b) },
+                        |a, b| unsafe { x86::dots_avx512::<3, 4>(a, b) },
+                        |a, b| unsafe { x86::dots_avx512::<3, 1>(a, b) },
+                    )),
                     w1x4: |a, b| unsafe { x86::dots_avx512::<1, 4>(a, b) },
                     w1x1: |a, b| unsafe { x86::dots_avx512::<1, 1>(a, b) },
                 };
@@ -182,6 +228,7 @@ impl Kernels {
             {
                 return Self {
                     w4: None,
+                    w3: None,
                     w1x4: |a, b| unsafe { x86::dots_avx2::<1, 4>(a, b) },
                     w1x1: |a, b| unsafe { x86::dots_avx2::<1, 1>(a, b) },
                 };
@@ -189,6 +236,7 @@ impl Kernels {
         }
         Self {
             w4: None,
+            w3: None,
             w1x4: dots::<1, 4>,
             w1x1: dots::<1, 1>,
         }
@@ -215,26 +263,30 @@ mod x86 {
         let n = len / 16 * 16;
         let mut acc = [[_mm512_setzero_ps(); R]; M];
         for i in (0..n).step_by(16) {
-            let mut vx = [_mm512_setzero_ps(); R];
-            for r in 0..R {
-                // SAFETY: i + 16 <= n <= len == x[r].len().
-                vx[r] = unsafe { _mm512_loadu_ps(x[r].as_ptr().add(i)) };
-            }
+            // The weight chunks in registers, each activation chunk loaded once and used at
+            // once: `M * R` sums + `M` weights + 1 register (a 3 x 8 block's 28 of the 32).
+            let mut vw = [_mm512_setzero_ps(); M];
             for m in 0..M {
-                // SAFETY: as above, w[m].len() == len.
-                let vw = unsafe { _mm512_loadu_ps(w[m].as_ptr().add(i)) };
-                for r in 0..R {
-                    acc[m][r] = _mm512_fmadd_ps(vw, vx[r], acc[m][r]);
+                // SAFETY: i + 16 <= n <= len == w[m].len().
+                vw[m] = unsafe { _mm512_loadu_ps(w[m].as_ptr().add(i)) };
+            }
+            for r in 0..R {
+                // SAFETY: as above, x[r].len() == len.
+                let vx = unsafe { _mm512_loadu_ps(x[r].as_ptr().add(i)) };
+                for m in 0..M {
+                    acc[m][r] = _mm512_fmadd_ps(vw[m], vx, acc[m][r]);
                 }
             }
         }
         let mut out = [[0f32; R]; M];
         for m in 0..M {
             for r in 0..R {
-                let a = acc[m][r];
-                let lo = _mm512_castps512_ps256(a);
-                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
-                out[m][r] = super::finish(sum8(_mm256_add_ps(lo, hi)), w[m], x[r], n);
+                // Through memory, not 256-bit registers: without AVX-512VL a value bound for a
+                // ymm operation must live in zmm0-15, which would spill a 3 x 8 block's sums.
+                let mut lanes = [0f32; 16];
+                // SAFETY: `lanes` holds 16 floats.
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[m][r]) };
+                out[m][r] = super::finish(super::lane_tree(&lanes), w[m], x[r], n);
             }
         }
         out
@@ -299,6 +351,15 @@ mod x86 {
     }
 }
 
+/// The 16 partial sums of a dot product added as a tree: `l + (l + 8)`, `+ 4`, `+ 2`, `+ 1`.
+#[inline(always)]
+fn lane_tree(s: &[f32; 16]) -> f32 {
+    let s8: [f32; 8] = std::array::from_fn(|l| s[l] + s[l + 8]);
+    let s4: [f32; 4] = std::array::from_fn(|l| s8[l] + s8[l + 4]);
+    let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+    s2[0] + s2[1]
+}
+
 /// The end of a dot product: the lanes' sum (from the tree), then the elements past `n` (the
 /// last whole 16-lane chunk) added in order.
 #[inline(always)]
@@ -335,11 +396,7 @@ fn dots<const M: usize, const R: usize>(w: [&[f32]; M], x: [&[f32]; R]) -> [[f32
     let mut out = [[0f32; R]; M];
     for m in 0..M {
         for r in 0..R {
-            let s = &sums[m][r];
-            let s8: [f32; 8] = std::array::from_fn(|l| s[l] + s[l + 8]);
-            let s4: [f32; 4] = std::array::from_fn(|l| s8[l] + s8[l + 4]);
-            let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
-            out[m][r] = finish(s2[0] + s2[1], w[m], x[r], n);
+            out[m][r] = finish(lane_tree(&sums[m][r]), w[m], x[r], n);
         }
     }
     out
@@ -382,7 +439,16 @@ mod tests {
     #[test]
     fn rows_are_each_the_single_row_product_bit_for_bit() -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        for (out_dim, rows) in [(1000, 4), (7, 3), (1000, MAX_ROWS), (1001, 6)] {
+        // Row counts through every block shape: 4 x 4, 3 x 8 with 3 x 4 and 3 x 1 after it, the
+        // single weight rows past the last block.
+        for (out_dim, rows) in [
+            (1000, 4),
+            (7, 3),
+            (1000, MAX_ROWS),
+            (1001, 6),
+            (1000, 8),
+            (1001, 13),
+        ] {
             let w = Tensor::randn(0f32, 1.0, (out_dim, 1030), &dev)?;
             let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
             let x = Tensor::randn(0f32, 1.0, (rows, 1, 1030), &dev)?;
@@ -414,6 +480,18 @@ mod tests {
             for r in 0..4 {
                 assert_eq!((kernels.w1x1)([ws[m]], [xs[r]]), [[block[m][r]]]);
             }
+        }
+        // The 3 x 8 block and its 3 x 4 and 3 x 1 companions, against the portable kernel.
+        let v: Vec<Vec<f32>> = (0..11)
+            .map(|_| Tensor::randn(0f32, 1.0, 1030, &dev)?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let ws: [&[f32]; 3] = std::array::from_fn(|k| &v[k][..]);
+        let xs: [&[f32]; 8] = std::array::from_fn(|k| &v[3 + k][..]);
+        if let Some((eight, four, one)) = kernels.w3 {
+            assert_eq!(eight(ws, xs), dots::<3, 8>(ws, xs));
+            let x4: [&[f32]; 4] = std::array::from_fn(|k| xs[k]);
+            assert_eq!(four(ws, x4), dots::<3, 4>(ws, x4));
+            assert_eq!(one(ws, [xs[5]]), dots::<3, 1>(ws, [xs[5]]));
         }
         let w = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
         let x = Tensor::randn(0f32, 1.0, (MAX_ROWS + 1, 8), &dev)?;

@@ -14,7 +14,7 @@ mod matvec;
 /// The most rows a batched decode step multiplies at once (one per sequence).
 pub(crate) const MAX_BATCH_ROWS: usize = matvec::MAX_ROWS;
 mod merge;
-mod pool;
+pub(crate) mod pool;
 mod projector;
 mod qmatmul;
 

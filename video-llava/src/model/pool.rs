@@ -2,7 +2,17 @@
 //! (gemm) already run on. The kernels used to spawn a set of scoped threads per operation (about
 //! 130 times per token on the 7B), and several generations at once each spawned their own.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
+
+/// How many threads the kernels split their work for: candle's count (`RAYON_NUM_THREADS`, else
+/// the physical cores), read once. candle computes it afresh on every call, which on Linux reads
+/// `/proc/cpuinfo`: several hundred times per token, a tenth of a batched decode step here.
+pub(crate) fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
 
 /// Runs `f(part_index, part)` on every `part_len`-element part of `dst` on the pool, and returns
 /// when all are done. Callers size the parts (one per thread candle uses) and run small work on
