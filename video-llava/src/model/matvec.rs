@@ -181,8 +181,8 @@ fn block<const M: usize>(
         put(four(ws, std::array::from_fn(|k| xs[r + k])), r, rows, dst);
         r += 4;
     }
-    for r in r..rows {
-        put(one(ws, [xs[r]]), r, rows, dst);
+    for (k, x) in xs.iter().enumerate().skip(r) {
+        put(one(ws, [x]), k, rows, dst);
     }
 }
 
