@@ -75,7 +75,7 @@ fn product(
         // Eight or more rows: blocks of three weight rows by eight activation rows, so that each
         // weight row streams from memory once while all eight rows' sums are in registers (two
         // passes of 4 x 4 would leave the memory idle during the second).
-        if let (Some((eight, four, one)), true) = (kernels.w3, rows >= 8) {
+        if let Some((eight, four, one)) = kernels.w3.filter(|_| rows >= 8) {
             while o + 3 <= count {
                 let ws = std::array::from_fn(|k| w_row(first + o + k));
                 block(
@@ -128,8 +128,9 @@ fn product(
     if threads == 1 || out_dim * in_dim < PARALLEL_MIN {
         outputs(0, &mut out);
     } else {
-        // Parts of whole blocks of four weight rows (the split does not change any result).
-        let per = out_dim.div_ceil(threads).next_multiple_of(4);
+        // Parts of whole blocks of four and of three weight rows (the split does not change any
+        // result).
+        let per = out_dim.div_ceil(threads).next_multiple_of(12);
         super::pool::for_each_part(&mut out, per * rows, |i, part| outputs(i * per, part));
     }
     if rows > 1 {
