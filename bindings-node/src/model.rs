@@ -36,6 +36,10 @@ pub struct LoadOptions {
     pub quantize: Option<String>,
     /// Also quantize the vision towers and the projector (to q8_0); default false.
     pub quantize_vision: Option<bool>,
+    /// The type the KV cache holds keys and values in (same names as `dtype`); by default the
+    /// compute dtype. `float16` beside float32 compute halves the cache's memory.
+    #[napi(ts_type = "'float32' | 'float16' | 'bfloat16'")]
+    pub kv_cache_dtype: Option<String>,
 }
 
 /// What `fromPretrained` loads with, converted on the calling thread.
@@ -45,6 +49,7 @@ struct LoadCall {
     dtype: Option<DType>,
     quantize: Quantization,
     quantize_vision: bool,
+    kv_cache_dtype: Option<DType>,
 }
 
 impl LoadOptions {
@@ -73,6 +78,15 @@ impl LoadOptions {
             .parse::<Quantization>()
             .map_err(JsFailure::from)?;
         Ok((quantize, self.quantize_vision.unwrap_or(false)))
+    }
+
+    /// The KV cache's dtype, by the core's names.
+    fn kv_cache_dtype(&self) -> Result<Option<DType>, JsFailure> {
+        self.kv_cache_dtype
+            .as_deref()
+            .map(video_llava::device::parse_dtype)
+            .transpose()
+            .map_err(JsFailure::from)
     }
 }
 
@@ -215,9 +229,10 @@ impl Task for LoadTask {
                     .device
                     .open_with_dtype(call.dtype)
                     .map_err(JsFailure::from)?;
-                let options = RsLoadOptions::new(&device, dtype)
+                let mut options = RsLoadOptions::new(&device, dtype)
                     .quantize(call.quantize)
                     .quantize_vision(call.quantize_vision);
+                options.kv_cache_dtype = call.kv_cache_dtype;
                 RsVideoLlava::from_pretrained_with(&call.path, &options).map_err(JsFailure::from)
             })
         }))
@@ -528,6 +543,7 @@ impl VideoLlava {
                 dtype,
                 quantize,
                 quantize_vision,
+                kv_cache_dtype: options.kv_cache_dtype()?,
             })
         });
         crate::engine_thread::spawn(env, "video-llava-load", LoadTask { call: Some(call) })
@@ -543,6 +559,12 @@ impl VideoLlava {
     #[napi(getter)]
     pub fn vision_quantized(&self) -> bool {
         self.inner.quantization().vision
+    }
+
+    /// The type the KV cache holds keys and values in.
+    #[napi(getter, ts_return_type = "'float32' | 'float16' | 'bfloat16'")]
+    pub fn kv_cache_dtype(&self) -> String {
+        video_llava::device::dtype_name(self.inner.kv_cache_dtype()).to_string()
     }
 
     /// The weights kept in another type than asked: one line each, naming the tensor.

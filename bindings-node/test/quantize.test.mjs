@@ -49,6 +49,27 @@ describe('quantization', () => {
     assert.ok(model.quantizationFallbacks.every((f) => f.includes('kept as Q8_0')))
   })
 
+  it('a half-precision KV cache: close logits, conversations still exact, bad names rejected', async () => {
+    const f32 = await VideoLlava.fromPretrained(tinyModelDir)
+    assert.equal(f32.kvCacheDtype, 'float32')
+    const half = await VideoLlava.fromPretrained(tinyModelDir, { kvCacheDtype: 'float16' })
+    assert.equal(half.kvCacheDtype, 'float16')
+    const ids = await f32.tokenize('USER: Tell me a short story about the sea. ASSISTANT:', 8)
+    const [a, b] = [await f32.logits(ids), await half.logits(ids)]
+    let worst = 0
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]))
+    // Keys and values rounded to f16 (the Rust fidelity test measured at most 1.2e-3).
+    assert.ok(worst > 0 && worst < 5e-3, `max |f16 - f32| = ${worst}`)
+    const conversation = await half.conversation({ video: BIKES })
+    const got = await conversation.generate({ prompt: 'What happens?', maxNewTokens: 6 })
+    const want = await half.generate({ prompt: 'What happens?', video: BIKES, maxNewTokens: 6 })
+    assert.deepEqual(got.tokenIds, want.tokenIds)
+    await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { kvCacheDtype: 'int8' }), {
+      code: 'ERR_INVALID_ARGUMENT',
+      message: /float32, float16 or bfloat16/,
+    })
+  })
+
   it('bad quantized inputs reject with typed errors', async () => {
     await assert.rejects(VideoLlava.fromPretrained(tinyModelDir, { quantize: 'q3k' }), (err) => {
       assert.equal(err.code, 'ERR_INVALID_ARGUMENT')

@@ -182,7 +182,7 @@ pub struct PyVideoLlava {
 impl PyVideoLlava {
     /// Loads a checkpoint from a local directory or a Hugging Face Hub repo id.
     #[staticmethod]
-    #[pyo3(signature = (path_or_repo_id, *, device="auto", dtype=None, quantize=None, quantize_vision=false))]
+    #[pyo3(signature = (path_or_repo_id, *, device="auto", dtype=None, quantize=None, quantize_vision=false, kv_cache_dtype=None))]
     fn from_pretrained(
         py: Python<'_>,
         path_or_repo_id: &Bound<'_, PyAny>,
@@ -190,6 +190,7 @@ impl PyVideoLlava {
         dtype: Option<&str>,
         quantize: Option<&str>,
         quantize_vision: bool,
+        kv_cache_dtype: Option<&str>,
     ) -> PyResult<Self> {
         let source = if path_or_repo_id.cast::<PyString>().is_ok() {
             path_or_repo_id.extract::<String>()?
@@ -206,9 +207,13 @@ impl PyVideoLlava {
             .unwrap_or("none")
             .parse()
             .map_err(|e| Failure::Model(e).into_pyerr(py))?;
-        let options = LoadOptions::new(&device_value, dtype_value)
+        let mut options = LoadOptions::new(&device_value, dtype_value)
             .quantize(quantize)
             .quantize_vision(quantize_vision);
+        options.kv_cache_dtype = kv_cache_dtype
+            .map(video_llava::device::parse_dtype)
+            .transpose()
+            .map_err(|e| Failure::Model(e).into_pyerr(py))?;
         let dir = source.clone();
         let inner = detached(py, move || {
             Ok(video_llava::VideoLlava::from_pretrained_with(
@@ -234,6 +239,12 @@ impl PyVideoLlava {
     #[getter]
     fn dtype(&self) -> String {
         self.dtype.clone()
+    }
+
+    /// The dtype name the KV cache holds keys and values in.
+    #[getter]
+    fn kv_cache_dtype(&self) -> &'static str {
+        video_llava::device::dtype_name(self.inner.kv_cache_dtype())
     }
 
     /// The language model's quantization ("none", "q8_0", "q4k", "q6k").

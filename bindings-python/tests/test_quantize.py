@@ -87,3 +87,23 @@ def test_bad_quantized_inputs(q8, tmp_path):
     (edited / "config.json").write_text(config)
     with pytest.raises(vl.ModelLoadError, match="does not match"):
         vl.VideoLlava.from_pretrained(edited)
+
+
+def test_a_half_precision_kv_cache(model, golden, bikes):
+    _, tensors = golden
+    assert model.kv_cache_dtype == "float32"
+    half = vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="f16")
+    assert half.kv_cache_dtype == "float16"
+    assert half.dtype == "float32"
+    ids = tensors["text.input_ids"]
+    err = np.abs(half.logits(ids) - model.logits(ids)).max()
+    # The keys and values are rounded to f16 (the Rust fidelity test measured at most 1.2e-3).
+    assert 0 < err < 5e-3
+    # A conversation's cached prefix and a fresh prefill read the same rounded values.
+    conversation = half.conversation(video=bikes)
+    got = conversation.generate("What happens?", max_new_tokens=6)
+    want = half.generate("What happens?", video=bikes, max_new_tokens=6)
+    assert got.token_ids == want.token_ids
+    assert vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="bfloat16").kv_cache_dtype == "bfloat16"
+    with pytest.raises(vl.InvalidRequestError, match="float32, float16 or bfloat16"):
+        vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="int8")

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p video-llava --example stages -- [--model DIR] [--device cpu|cuda|metal]
-//!     [--dtype f32|bf16|f16] [--quantize none|q8_0|q4k|q6k] [--quantize-vision] [--reps 3]
+//!     [--dtype f32|bf16|f16] [--quantize none|q8_0|q4k|q6k] [--quantize-vision]
+//!     [--kv-cache-dtype f32|f16|bf16] [--reps 3]
 //!     [--new-tokens 32] [--frames 8] [--json FILE]
 //! ```
 //!
@@ -26,6 +27,7 @@ struct Args {
     dtype: String,
     quantize: Quantization,
     quantize_vision: bool,
+    kv_cache_dtype: Option<DType>,
     reps: usize,
     new_tokens: usize,
     frames: usize,
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         dtype: "f32".into(),
         quantize: Quantization::None,
         quantize_vision: false,
+        kv_cache_dtype: None,
         reps: 3,
         new_tokens: 32,
         frames: 8,
@@ -54,6 +57,11 @@ fn parse_args() -> Result<Args, String> {
             "--dtype" => args.dtype = value()?,
             "--quantize" => args.quantize = value()?.parse().map_err(|e| format!("{e}"))?,
             "--quantize-vision" => args.quantize_vision = true,
+            "--kv-cache-dtype" => {
+                let name = value()?;
+                let dtype = video_llava::device::parse_dtype(&name).map_err(|e| format!("{e}"))?;
+                args.kv_cache_dtype = Some(dtype);
+            }
             "--reps" => args.reps = number(value()?)?,
             "--new-tokens" => args.new_tokens = number(value()?)?,
             "--frames" => args.frames = number(value()?)?,
@@ -61,7 +69,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "stages [--model DIR] [--device cpu|cuda|metal] [--dtype f32|bf16|f16] \
-                     [--quantize none|q8_0|q4k|q6k] [--quantize-vision] [--reps N] \
+                     [--quantize none|q8_0|q4k|q6k] [--quantize-vision] \
+                     [--kv-cache-dtype f32|f16|bf16] [--reps N] \
                      [--new-tokens N] [--frames N] [--json FILE]"
                 );
                 std::process::exit(0);
@@ -95,9 +104,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("unknown dtype {other}").into()),
     };
     let t = Instant::now();
-    let options = LoadOptions::new(&device, dtype)
+    let mut options = LoadOptions::new(&device, dtype)
         .quantize(args.quantize)
         .quantize_vision(args.quantize_vision);
+    options.kv_cache_dtype = args.kv_cache_dtype;
     let api =
         VideoLlava::from_pretrained_with(args.model.to_str().ok_or("non utf-8 path")?, &options)?;
     device.synchronize()?;
@@ -161,12 +171,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("median: vision {v:.4}s prefill {p:.4}s decode {d:.2} tok/s");
     if let Some(path) = args.json {
         let json = format!(
-            "{{\"device\": \"{}\", \"dtype\": \"{}\", \"quantize\": \"{}\", \"load_s\": {load_s}, \"prompt_tokens\": {}, \
+            "{{\"device\": \"{}\", \"dtype\": \"{}\", \"quantize\": \"{}\", \"kv_cache_dtype\": \"{}\", \"load_s\": {load_s}, \"prompt_tokens\": {}, \
              \"new_tokens\": {}, \"reps\": {}, \"vision_s\": {v}, \"prefill_s\": {p}, \
              \"decode_tok_s\": {d}, \"ids\": {:?}}}\n",
             args.device,
             args.dtype,
             args.quantize,
+            video_llava::device::dtype_name(api.kv_cache_dtype()),
             ids.len(),
             args.new_tokens,
             args.reps,

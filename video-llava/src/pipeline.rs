@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub quantize: Quantization,
     /// Also quantize the vision towers' and projector's linear weights (to Q8_0).
     pub quantize_vision: bool,
+    /// The dtype KV caches hold keys and values in (f32, f16 or bf16); `None`: the compute
+    /// dtype. See [`VideoLlavaModel::set_kv_cache_dtype`].
+    pub kv_cache_dtype: Option<DType>,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +63,7 @@ impl LoadOptions {
             dtype,
             quantize: Quantization::None,
             quantize_vision: false,
+            kv_cache_dtype: None,
         }
     }
 
@@ -72,6 +76,13 @@ impl LoadOptions {
     /// Sets whether the vision towers and projector are quantized too.
     pub fn quantize_vision(mut self, yes: bool) -> Self {
         self.quantize_vision = yes;
+        self
+    }
+
+    /// Sets the dtype of the KV caches' keys and values (f16 halves their memory beside f32
+    /// compute).
+    pub fn kv_cache_dtype(mut self, dtype: DType) -> Self {
+        self.kv_cache_dtype = Some(dtype);
         self
     }
 
@@ -391,12 +402,15 @@ impl VideoLlava {
                 what: "tokenizer.json (the checkpoint's tokenizer)".into(),
             });
         }
-        let model = VideoLlavaModel::load_quantized(
+        let mut model = VideoLlavaModel::load_quantized(
             dir,
             &options.device,
             options.dtype,
             options.quantize_options(),
         )?;
+        if let Some(dtype) = options.kv_cache_dtype {
+            model.set_kv_cache_dtype(dtype)?;
+        }
         let tokenizer = PromptTokenizer::from_file(
             &tokenizer_path,
             PlaceholderSpec::from_config(model.config()),
@@ -475,6 +489,11 @@ impl VideoLlava {
     /// The dtype the model computes in.
     pub fn dtype(&self) -> DType {
         self.inner.model.dtype()
+    }
+
+    /// The dtype its KV caches hold keys and values in.
+    pub fn kv_cache_dtype(&self) -> DType {
+        self.inner.model.kv_cache_dtype()
     }
 
     /// The end-of-sequence ids generation stops at.

@@ -424,6 +424,7 @@ class VideoLlava:
         dtype: str | None = None,
         quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
         quantize_vision: bool = False,
+        kv_cache_dtype: str | None = None,
     ) -> VideoLlava:
         """Loads a checkpoint from a directory or a Hub repo id.
 
@@ -433,7 +434,10 @@ class VideoLlava:
         CUDA, float16 on Metal, as the CLI and Node choose. ``quantize`` quantizes the
         language model's linear weights while they are read (``q8_0``, ``q4k``, ``q6k``);
         ``quantize_vision`` also quantizes the vision towers and projector to q8_0. A directory
-        written by ``save_quantized`` loads as saved.
+        written by ``save_quantized`` loads as saved. ``kv_cache_dtype`` ("float32", "float16"
+        or "bfloat16"; by default the compute dtype) is what the KV cache holds keys and values
+        in: "float16" beside float32 compute halves the cache's memory and what each decode step
+        reads, rounding keys and values as llama.cpp's default cache does.
         """
     @property
     def device(self) -> str:
@@ -441,6 +445,9 @@ class VideoLlava:
     @property
     def dtype(self) -> str:
         """The compute dtype ("float32", "float16", "bfloat16")."""
+    @property
+    def kv_cache_dtype(self) -> str:
+        """The dtype the KV cache holds keys and values in ("float32", "float16", "bfloat16")."""
     @property
     def quantization(self) -> Literal["none", "q8_0", "q4k", "q6k"]:
         """The language model's quantization."""

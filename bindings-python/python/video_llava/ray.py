@@ -82,7 +82,8 @@ class VideoLlavaPredictor:
     """A Ray Data actor that analyzes videos with one loaded model.
 
     ``model`` is a checkpoint directory or a Hub repo id (``VideoLlava.from_pretrained``'s
-    argument); ``device``, ``dtype``, ``quantize`` and ``quantize_vision`` are passed to it. The
+    argument); ``device``, ``dtype``, ``quantize``, ``quantize_vision`` and ``kv_cache_dtype`` are
+    passed to it. The
     other options are ``VideoLlava.analyze_many``'s. ``thumbnails=False`` makes no
     thumbnail (none is scored or encoded) and leaves the ``thumbnail`` columns empty.
 
@@ -99,6 +100,7 @@ class VideoLlavaPredictor:
         dtype: str | None = None,
         quantize: Literal["none", "q8_0", "q4k", "q6k"] | None = None,
         quantize_vision: bool = False,
+        kv_cache_dtype: str | None = None,
         question: str = DEFAULT_QUESTION,
         frames: int = 8,
         sampling: str = "uniform",
@@ -118,7 +120,12 @@ class VideoLlavaPredictor:
             os.environ["RAYON_NUM_THREADS"] = str(threads)
         started = time.perf_counter()
         self.model = VideoLlava.from_pretrained(
-            model, device=device, dtype=dtype, quantize=quantize, quantize_vision=quantize_vision
+            model,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+            quantize_vision=quantize_vision,
+            kv_cache_dtype=kv_cache_dtype,
         )
         #: Seconds the model took to load in this actor.
         self.load_seconds = time.perf_counter() - started

@@ -167,9 +167,10 @@ pub(crate) fn load(model: &str, args: &LoadArgs) -> Result<VideoLlava, Failure> 
     let dir_str = dir
         .to_str()
         .ok_or_else(|| Failure::input(&dir_name, "the model path is not valid UTF-8"))?;
-    let options = LoadOptions::new(&device, dtype)
+    let mut options = LoadOptions::new(&device, dtype)
         .quantize(args.quantize)
         .quantize_vision(args.quantize_vision);
+    options.kv_cache_dtype = args.kv_cache_dtype;
     let loaded = VideoLlava::from_pretrained_with(dir_str, &options)
         .map_err(|e| Failure::from_model(model, &e))?;
     report_fallbacks(loaded.model().quantization_fallbacks());

@@ -40,6 +40,14 @@ pub(crate) fn causal_attention(
             return Ok(out);
         }
     }
+    if keys.dtype() != q.dtype() || values.dtype() != q.dtype() {
+        // A cache in another dtype than the compute one (an f16 cache beside f32 compute): the
+        // visible positions once in the compute dtype, for every chunk below.
+        let visible = offset + seq;
+        let keys = keys.narrow(2, 0, visible)?.to_dtype(q.dtype())?;
+        let values = values.narrow(2, 0, visible)?.to_dtype(q.dtype())?;
+        return causal_attention(q, &keys, &values, offset);
+    }
     let mut outs = Vec::with_capacity(seq.div_ceil(QUERY_CHUNK));
     for start in (0..seq).step_by(QUERY_CHUNK) {
         let len = QUERY_CHUNK.min(seq - start);
@@ -68,11 +76,80 @@ pub(crate) fn causal_attention(
 /// Below this many key positions times heads one thread answers a decode step's attention.
 const ONE_QUERY_PARALLEL_MIN: usize = 4096;
 
-/// [`causal_attention`] for one query (a decode step) on the CPU in f32, straight from the
-/// cache's buffers: per head, the scores against the visible keys, their softmax, the weighted
-/// sum of the values. Two small matmuls per head and layer cost more in dispatch than in
-/// arithmetic; this is what a batched step does once per sequence. `None` when the tensors are
-/// not contiguous f32 on the CPU.
+/// Key or value elements a cache may hold.
+trait CacheElem: Copy + Send + Sync {
+    /// `src` into f32 (exact for every type here).
+    fn to_f32s(src: &[Self], dst: &mut [f32]);
+
+    /// The slice itself when it already is f32.
+    fn as_f32s(_src: &[Self]) -> Option<&[f32]> {
+        None
+    }
+
+    /// [`head_portable`], or a SIMD kernel doing the same arithmetic where the CPU has one.
+    fn head(q: &[f32], k: &[Self], v: &[Self], head: &mut Head<'_>) {
+        head_portable(q, k, v, head)
+    }
+}
+
+impl CacheElem for f32 {
+    fn to_f32s(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+
+    fn as_f32s(src: &[f32]) -> Option<&[f32]> {
+        Some(src)
+    }
+
+    fn head(q: &[f32], k: &[f32], v: &[f32], head: &mut Head<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if x86::head(q, k, v, head, x86::Elem::F32) {
+            return;
+        }
+        head_portable(q, k, v, head)
+    }
+}
+
+impl CacheElem for half::f16 {
+    fn to_f32s(src: &[half::f16], dst: &mut [f32]) {
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
+    }
+
+    fn head(q: &[f32], k: &[half::f16], v: &[half::f16], head: &mut Head<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if x86::head(q, k, v, head, x86::Elem::F16) {
+            return;
+        }
+        head_portable(q, k, v, head)
+    }
+}
+
+impl CacheElem for half::bf16 {
+    fn to_f32s(src: &[half::bf16], dst: &mut [f32]) {
+        // bf16 is the top half of an f32 (what `to_f32` gives for every value but NaN payloads),
+        // a shift the compiler vectorizes.
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+        }
+    }
+
+    fn head(q: &[f32], k: &[half::bf16], v: &[half::bf16], head: &mut Head<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if x86::head(q, k, v, head, x86::Elem::Bf16) {
+            return;
+        }
+        head_portable(q, k, v, head)
+    }
+}
+
+/// Cache positions the portable kernel converts to f32 at a time (a half-precision cache).
+const ONE_QUERY_BLOCK: usize = 64;
+
+/// [`causal_attention`] for one query (a decode step) on the CPU with f32 compute, straight from
+/// the cache's buffers (f32, f16 or bf16, converted in registers): per head, the scores against
+/// the visible keys, their softmax, the weighted sum of the values. Two small matmuls per head
+/// and layer cost more in dispatch than in arithmetic; this is what a batched step does once per
+/// sequence. `None` when the tensors are not contiguous on the CPU or the query is not f32.
 fn one_query(
     q: &Tensor,
     keys: &Tensor,
@@ -82,8 +159,9 @@ fn one_query(
 ) -> candle_core::Result<Option<Tensor>> {
     let (_, h, _, hd) = q.dims4()?;
     let (_, kvh, capacity, _) = keys.dims4()?;
-    if !(is_cpu_f32_contiguous(keys) && is_cpu_f32_contiguous(values))
+    if !(is_cpu_contiguous(keys) && is_cpu_contiguous(values))
         || values.dims() != keys.dims()
+        || values.dtype() != keys.dtype()
         || q.dtype() != DType::F32
         || offset >= capacity
         || kvh == 0
@@ -91,65 +169,376 @@ fn one_query(
     {
         return Ok(None);
     }
-    let visible = offset + 1;
     let q = (q * scale)?.flatten_all()?.to_vec1::<f32>()?;
     let (k_storage, k_layout) = keys.storage_and_layout();
     let (v_storage, v_layout) = values.storage_and_layout();
-    let (
-        candle_core::Storage::Cpu(CpuStorage::F32(k)),
-        candle_core::Storage::Cpu(CpuStorage::F32(v)),
-    ) = (&*k_storage, &*v_storage)
+    let (candle_core::Storage::Cpu(k), candle_core::Storage::Cpu(v)) = (&*k_storage, &*v_storage)
     else {
         return Ok(None);
     };
-    let k = &k[k_layout.start_offset()..k_layout.start_offset() + kvh * capacity * hd];
-    let v = &v[v_layout.start_offset()..v_layout.start_offset() + kvh * capacity * hd];
-    let n_rep = h / kvh;
-    let mut out = vec![0f32; h * hd];
-    let heads = |first: usize, dst: &mut [f32]| {
-        let mut scores = vec![0f32; visible];
-        for (i, o) in dst.chunks_exact_mut(hd).enumerate() {
-            let head = first + i;
-            let base = (head / n_rep) * capacity * hd;
-            let q = &q[head * hd..(head + 1) * hd];
-            for (j, s) in scores.iter_mut().enumerate() {
-                *s = dot(q, &k[base + j * hd..base + (j + 1) * hd]);
-            }
-            softmax_in_place(&mut scores);
-            for (j, &p) in scores.iter().enumerate() {
-                for (o, &x) in o.iter_mut().zip(&v[base + j * hd..base + (j + 1) * hd]) {
-                    *o += p * x;
-                }
-            }
-        }
+    let span = |layout: &Layout| layout.start_offset()..layout.start_offset() + kvh * capacity * hd;
+    let (ks, vs) = (span(k_layout), span(v_layout));
+    let shape = Shape {
+        heads: h,
+        kv_heads: kvh,
+        capacity,
+        head_dim: hd,
+        visible: offset + 1,
     };
-    let threads = super::pool::threads().clamp(1, h);
-    if threads == 1 || visible * h < ONE_QUERY_PARALLEL_MIN {
-        heads(0, &mut out);
-    } else {
-        let per = h.div_ceil(threads);
-        super::pool::for_each_part(&mut out, per * hd, |i, part| heads(i * per, part));
-    }
+    let out = match (k, v) {
+        (CpuStorage::F32(k), CpuStorage::F32(v)) => shape.attend(&q, &k[ks], &v[vs]),
+        (CpuStorage::F16(k), CpuStorage::F16(v)) => shape.attend(&q, &k[ks], &v[vs]),
+        (CpuStorage::BF16(k), CpuStorage::BF16(v)) => shape.attend(&q, &k[ks], &v[vs]),
+        _ => return Ok(None),
+    };
     Ok(Some(Tensor::from_vec(out, (1, 1, h * hd), &Device::Cpu)?))
 }
 
-/// Dot product with lane-wise partial sums, so it vectorizes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut sums = [0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (ca, cb) in a_chunks.zip(b_chunks) {
-        for ((s, x), y) in sums.iter_mut().zip(ca).zip(cb) {
-            *s += x * y;
+/// The dimensions [`one_query`] works in.
+struct Shape {
+    heads: usize,
+    kv_heads: usize,
+    capacity: usize,
+    head_dim: usize,
+    visible: usize,
+}
+
+/// One head's working memory and output: `scores` (one per visible position), `rows` (the
+/// portable kernel's f32 block), `out` (`head_dim`, zeros on entry).
+struct Head<'a> {
+    scores: &'a mut [f32],
+    rows: &'a mut [f32],
+    out: &'a mut [f32],
+}
+
+impl Shape {
+    /// Every head's output `(heads * head_dim)` for the scaled query `q` against `k` and `v`,
+    /// `(kv_heads, capacity, head_dim)` each.
+    fn attend<T: CacheElem>(&self, q: &[f32], k: &[T], v: &[T]) -> Vec<f32> {
+        let Shape {
+            heads: h,
+            kv_heads: kvh,
+            capacity,
+            head_dim: hd,
+            visible,
+        } = *self;
+        let n_rep = h / kvh;
+        let mut out = vec![0f32; h * hd];
+        let run = |first: usize, dst: &mut [f32]| {
+            let mut scores = vec![0f32; visible];
+            let mut rows = vec![0f32; ONE_QUERY_BLOCK * hd];
+            for (i, o) in dst.chunks_exact_mut(hd).enumerate() {
+                let head = first + i;
+                let base = (head / n_rep) * capacity * hd;
+                let rows_of = base..base + visible * hd;
+                T::head(
+                    &q[head * hd..(head + 1) * hd],
+                    &k[rows_of.clone()],
+                    &v[rows_of],
+                    &mut Head {
+                        scores: &mut scores,
+                        rows: &mut rows,
+                        out: o,
+                    },
+                );
+            }
+        };
+        let threads = super::pool::threads().clamp(1, h);
+        if threads == 1 || visible * h < ONE_QUERY_PARALLEL_MIN {
+            run(0, &mut out);
+        } else {
+            let per = h.div_ceil(threads);
+            super::pool::for_each_part(&mut out, per * hd, |i, part| run(i * per, part));
+        }
+        out
+    }
+}
+
+/// One head of [`one_query`]: `q` (`head_dim`, scaled) against the visible rows of `k` and `v`.
+/// Each score is a dot product with 16 lane-wise partial sums (fused multiply-adds) added as a
+/// tree (`matvec::lane_tree`), then the elements past the last whole 16-lane chunk in order. The
+/// weighted sum of the values keeps two sums per element, of the even and of the odd positions
+/// (so consecutive positions do not wait on each other), added at the end. The SIMD kernels do
+/// exactly this arithmetic, so their results are the same bit for bit.
+fn head_portable<T: CacheElem>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>) {
+    let hd = q.len();
+    let n = hd / 16 * 16;
+    let scores = &mut *head.scores;
+    for (b, s) in scores.chunks_mut(ONE_QUERY_BLOCK).enumerate() {
+        let start = b * ONE_QUERY_BLOCK * hd;
+        let block = read_rows(&k[start..start + s.len() * hd], head.rows);
+        for (s, key) in s.iter_mut().zip(block.chunks_exact(hd)) {
+            let mut lanes = [0f32; 16];
+            for (qc, kc) in q[..n].chunks_exact(16).zip(key[..n].chunks_exact(16)) {
+                for ((l, a), b) in lanes.iter_mut().zip(qc).zip(kc) {
+                    *l = a.mul_add(*b, *l);
+                }
+            }
+            *s = super::matvec::finish(super::matvec::lane_tree(&lanes), q, key, n);
         }
     }
-    sums.iter().sum::<f32>() + tail
+    softmax_in_place(scores);
+    let mut odd = vec![0f32; hd];
+    for (b, p) in scores.chunks(ONE_QUERY_BLOCK).enumerate() {
+        let start = b * ONE_QUERY_BLOCK * hd;
+        let block = read_rows(&v[start..start + p.len() * hd], head.rows);
+        // ONE_QUERY_BLOCK is even: a block's position parity is its index's.
+        for (j, (&p, value)) in p.iter().zip(block.chunks_exact(hd)).enumerate() {
+            let sums = if j % 2 == 0 { &mut *head.out } else { &mut odd };
+            for (o, &x) in sums.iter_mut().zip(value) {
+                *o = p.mul_add(x, *o);
+            }
+        }
+    }
+    for (o, x) in head.out.iter_mut().zip(&odd) {
+        *o += x;
+    }
+}
+
+/// `src` as f32: the slice itself for an f32 cache, else converted into `scratch`.
+fn read_rows<'a, T: CacheElem>(src: &'a [T], scratch: &'a mut [f32]) -> &'a [f32] {
+    if let Some(f32s) = T::as_f32s(src) {
+        return f32s;
+    }
+    let dst = &mut scratch[..src.len()];
+    T::to_f32s(src, dst);
+    dst
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{softmax_in_place, Head};
+
+    /// What a cache row holds.
+    #[derive(Clone, Copy)]
+    pub(super) enum Elem {
+        F32,
+        F16,
+        Bf16,
+    }
+
+    /// Runs [`super::head_portable`]'s arithmetic in AVX-512 registers (or AVX2 ones, with FMA
+    /// and F16C) when the CPU has them and the head dimension is 16 to 128 in whole 16-lane
+    /// chunks; false otherwise (nothing done). `k` and `v` hold elements of type `elem`.
+    pub(super) fn head<T>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>, elem: Elem) -> bool {
+        let hd = q.len();
+        if !hd.is_multiple_of(16) || !(16..=128).contains(&hd) {
+            return false;
+        }
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c");
+        if !(avx512 || avx2) {
+            return false;
+        }
+        let visible = head.scores.len();
+        assert!(
+            std::mem::size_of::<T>() == elem.size()
+                && k.len() >= visible * hd
+                && v.len() >= visible * hd
+                && head.out.len() == hd
+        );
+        let (k, v) = (k.as_ptr().cast::<u8>(), v.as_ptr().cast::<u8>());
+        macro_rules! run {
+            ($($n:literal)*) => {
+                match (hd / 16, avx512) {
+                    // SAFETY: the features were detected above; `k` and `v` hold `visible * hd`
+                    // elements of `elem`'s type (asserted above).
+                    $(($n, true) => unsafe { head_avx512::<$n>(q, k, v, head, elem) },)*
+                    $(($n, false) => unsafe { head_avx2::<$n>(q, k, v, head, elem) },)*
+                    _ => unreachable!("16..=128 in whole chunks"),
+                }
+            };
+        }
+        run!(1 2 3 4 5 6 7 8);
+        true
+    }
+
+    impl Elem {
+        fn size(self) -> usize {
+            match self {
+                Elem::F32 => 4,
+                Elem::F16 | Elem::Bf16 => 2,
+            }
+        }
+    }
+
+    /// 8 elements at `p` (of type `elem`) as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8, elem: Elem) -> __m256 {
+        // SAFETY: the caller guarantees 8 elements of `elem`'s type at `p`.
+        unsafe {
+            match elem {
+                Elem::F32 => _mm256_loadu_ps(p.cast()),
+                Elem::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+                Elem::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                    _mm_loadu_si128(p.cast()),
+                ))),
+            }
+        }
+    }
+
+    /// [`head_avx512`] with each 16-lane chunk in two AVX2 registers (lanes 0-7, 8-15).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `k` and `v` hold `head.scores.len() * N * 16`
+    /// elements of `elem`'s type.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn head_avx2<const N: usize>(
+        q: &[f32],
+        k: *const u8,
+        v: *const u8,
+        head: &mut Head<'_>,
+        elem: Elem,
+    ) {
+        let size = elem.size();
+        let row = N * 16 * size;
+        let half = 8 * size;
+        let mut qs = [[_mm256_setzero_ps(); 2]; N];
+        for (c, qc) in qs.iter_mut().enumerate() {
+            // SAFETY: q holds N * 16 values.
+            unsafe {
+                *qc = [
+                    _mm256_loadu_ps(q.as_ptr().add(16 * c)),
+                    _mm256_loadu_ps(q.as_ptr().add(16 * c + 8)),
+                ];
+            }
+        }
+        for (j, s) in head.scores.iter_mut().enumerate() {
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for (c, qc) in qs.iter().enumerate() {
+                let at = j * row + c * 16 * size;
+                // SAFETY: row j, chunk c is within the visible rows.
+                let (k0, k1) = unsafe { (load8(k.add(at), elem), load8(k.add(at + half), elem)) };
+                lo = _mm256_fmadd_ps(qc[0], k0, lo);
+                hi = _mm256_fmadd_ps(qc[1], k1, hi);
+            }
+            *s = super::super::matvec::x86::sum8(_mm256_add_ps(lo, hi));
+        }
+        softmax_in_place(head.scores);
+        let mut even = [[_mm256_setzero_ps(); 2]; N];
+        let mut odd = [[_mm256_setzero_ps(); 2]; N];
+        let visible = head.scores.len();
+        for (j, &p) in head.scores.iter().enumerate() {
+            let p = _mm256_set1_ps(p);
+            let sums = if j % 2 == 0 { &mut even } else { &mut odd };
+            for (c, sum) in sums.iter_mut().enumerate() {
+                let at = j * row + c * 16 * size;
+                // SAFETY: row j < visible.
+                let (v0, v1) = unsafe { (load8(v.add(at), elem), load8(v.add(at + half), elem)) };
+                sum[0] = _mm256_fmadd_ps(p, v0, sum[0]);
+                sum[1] = _mm256_fmadd_ps(p, v1, sum[1]);
+            }
+        }
+        debug_assert!(visible > 0);
+        for c in 0..N {
+            for h in 0..2 {
+                // SAFETY: out holds N * 16 values.
+                unsafe {
+                    _mm256_storeu_ps(
+                        head.out.as_mut_ptr().add(16 * c + 8 * h),
+                        _mm256_add_ps(even[c][h], odd[c][h]),
+                    )
+                };
+            }
+        }
+    }
+
+    /// 16 elements at `p` (of type `elem`) as f32.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const u8, elem: Elem) -> __m512 {
+        // SAFETY: the caller guarantees 16 elements of `elem`'s type at `p`.
+        unsafe {
+            match elem {
+                Elem::F32 => _mm512_loadu_ps(p.cast()),
+                Elem::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+                Elem::Bf16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                    _mm256_loadu_si256(p.cast()),
+                ))),
+            }
+        }
+    }
+
+    /// `lane_tree` of the 16 lanes of `s`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tree(s: __m512) -> f32 {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
+        super::super::matvec::x86::sum8(_mm256_add_ps(_mm512_castps512_ps256(s), hi))
+    }
+
+    /// [`super::head_portable`] with `N` 16-lane chunks per row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `k` and `v` hold `head.scores.len() * N * 16` elements of
+    /// `elem`'s type.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn head_avx512<const N: usize>(
+        q: &[f32],
+        k: *const u8,
+        v: *const u8,
+        head: &mut Head<'_>,
+        elem: Elem,
+    ) {
+        let size = elem.size();
+        let row = N * 16 * size;
+        let mut qs = [_mm512_setzero_ps(); N];
+        for (c, qc) in qs.iter_mut().enumerate() {
+            // SAFETY: q holds N * 16 values.
+            *qc = unsafe { _mm512_loadu_ps(q.as_ptr().add(16 * c)) };
+        }
+        for (j, s) in head.scores.iter_mut().enumerate() {
+            let mut lanes = _mm512_setzero_ps();
+            for (c, &qc) in qs.iter().enumerate() {
+                // SAFETY: row j, chunk c is within the visible rows.
+                let kc = unsafe { load16(k.add(j * row + c * 16 * size), elem) };
+                lanes = _mm512_fmadd_ps(qc, kc, lanes);
+            }
+            *s = tree(lanes);
+        }
+        softmax_in_place(head.scores);
+        let mut even = [_mm512_setzero_ps(); N];
+        let mut odd = [_mm512_setzero_ps(); N];
+        let mut pairs = head.scores.chunks_exact(2);
+        for (j, pair) in (&mut pairs).enumerate() {
+            let (p0, p1) = (_mm512_set1_ps(pair[0]), _mm512_set1_ps(pair[1]));
+            let at = 2 * j * row;
+            for c in 0..N {
+                // SAFETY: rows 2j and 2j + 1 are visible.
+                let (v0, v1) = unsafe {
+                    (
+                        load16(v.add(at + c * 16 * size), elem),
+                        load16(v.add(at + row + c * 16 * size), elem),
+                    )
+                };
+                even[c] = _mm512_fmadd_ps(p0, v0, even[c]);
+                odd[c] = _mm512_fmadd_ps(p1, v1, odd[c]);
+            }
+        }
+        if let [p] = pairs.remainder() {
+            let p = _mm512_set1_ps(*p);
+            let at = (head.scores.len() - 1) * row;
+            for (c, e) in even.iter_mut().enumerate() {
+                // SAFETY: the last visible row.
+                let vc = unsafe { load16(v.add(at + c * 16 * size), elem) };
+                *e = _mm512_fmadd_ps(p, vc, *e);
+            }
+        }
+        for c in 0..N {
+            // SAFETY: out holds N * 16 values.
+            unsafe {
+                _mm512_storeu_ps(
+                    head.out.as_mut_ptr().add(16 * c),
+                    _mm512_add_ps(even[c], odd[c]),
+                )
+            };
+        }
+    }
 }
 
 /// Softmax over the last axis without a mask (the vision towers), overwriting `scores` on the
@@ -164,6 +553,10 @@ pub(crate) fn softmax_owned(scores: Tensor) -> candle_core::Result<Tensor> {
         return Ok(scores);
     }
     attention_softmax(&scores)
+}
+
+fn is_cpu_contiguous(xs: &Tensor) -> bool {
+    matches!(xs.device(), Device::Cpu) && xs.is_contiguous()
 }
 
 fn is_cpu_f32_contiguous(xs: &Tensor) -> bool {
@@ -330,8 +723,17 @@ mod tests {
     }
 
     fn check(h: usize, kvh: usize, seq: usize, offset: usize) -> candle_core::Result<()> {
+        check_dim(h, kvh, seq, offset, 8)
+    }
+
+    fn check_dim(
+        h: usize,
+        kvh: usize,
+        seq: usize,
+        offset: usize,
+        hd: usize,
+    ) -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        let hd = 8;
         let cap = offset + seq + 3;
         let q = Tensor::randn(0f32, 1.0, (1, h, seq, hd), &dev)?;
         let k = Tensor::randn(0f32, 1.0, (1, kvh, cap, hd), &dev)?;
@@ -360,7 +762,170 @@ mod tests {
         // One query (the decode kernel): the first position, grouped heads, and enough
         // positions that the heads are split across threads.
         check(4, 2, 1, 0)?;
-        check(16, 4, 1, ONE_QUERY_PARALLEL_MIN / 16 + 9)
+        check(16, 4, 1, ONE_QUERY_PARALLEL_MIN / 16 + 9)?;
+        // Head dimensions the SIMD kernels take (and one they leave to the portable one).
+        check_dim(4, 2, 1, 37, 64)?;
+        check_dim(4, 4, 1, 300, 128)?;
+        check_dim(2, 1, 1, 20, 40)
+    }
+
+    /// Random rows as `T`, and the same values as f32.
+    fn rows<T: CacheElem>(n: usize, seed: u32, from: fn(f32) -> T) -> (Vec<T>, Vec<f32>) {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        let elems: Vec<T> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                from((state % 2001) as f32 / 1000.0 - 1.0)
+            })
+            .collect();
+        let mut f32s = vec![0f32; n];
+        T::to_f32s(&elems, &mut f32s);
+        (elems, f32s)
+    }
+
+    /// The portable kernel on f32 rows, for comparisons.
+    fn portable(q: &[f32], k: &[f32], v: &[f32], visible: usize) -> Vec<f32> {
+        let hd = q.len();
+        let (mut scores, mut rows) = (vec![0f32; visible], vec![0f32; ONE_QUERY_BLOCK * hd]);
+        let mut out = vec![0f32; hd];
+        head_portable(
+            q,
+            k,
+            v,
+            &mut Head {
+                scores: &mut scores,
+                rows: &mut rows,
+                out: &mut out,
+            },
+        );
+        out
+    }
+
+    fn simd_head<T: CacheElem>(q: &[f32], k: &[T], v: &[T], visible: usize) -> Vec<f32> {
+        let hd = q.len();
+        let (mut scores, mut rows) = (vec![0f32; visible], vec![0f32; ONE_QUERY_BLOCK * hd]);
+        let mut out = vec![0f32; hd];
+        T::head(
+            q,
+            k,
+            v,
+            &mut Head {
+                scores: &mut scores,
+                rows: &mut rows,
+                out: &mut out,
+            },
+        );
+        out
+    }
+
+    /// Every cache type, through whatever kernel this CPU runs, computes what the portable
+    /// kernel computes on the same values in f32, bit for bit: odd and even position counts,
+    /// more than one portable block, every head dimension the SIMD kernels take.
+    #[test]
+    fn simd_heads_equal_the_portable_kernel() {
+        for hd in [16, 32, 48, 64, 80, 96, 112, 128] {
+            for visible in [1, 2, 7, ONE_QUERY_BLOCK + 5] {
+                let (q, _) = rows::<f32>(hd, 1, |x| x);
+                let (k, kf) = rows::<f32>(visible * hd, 2, |x| x * 3.0);
+                let (v, vf) = rows::<f32>(visible * hd, 3, |x| x);
+                let want = portable(&q, &kf, &vf, visible);
+                assert_eq!(
+                    simd_head(&q, &k, &v, visible),
+                    want,
+                    "f32 hd {hd} n {visible}"
+                );
+                let (k, kf) = rows(visible * hd, 4, half::f16::from_f32);
+                let (v, vf) = rows(visible * hd, 5, half::f16::from_f32);
+                let want = portable(&q, &kf, &vf, visible);
+                assert_eq!(
+                    simd_head(&q, &k, &v, visible),
+                    want,
+                    "f16 hd {hd} n {visible}"
+                );
+                let (k, kf) = rows(visible * hd, 6, half::bf16::from_f32);
+                let (v, vf) = rows(visible * hd, 7, half::bf16::from_f32);
+                let want = portable(&q, &kf, &vf, visible);
+                assert_eq!(
+                    simd_head(&q, &k, &v, visible),
+                    want,
+                    "bf16 hd {hd} n {visible}"
+                );
+            }
+        }
+    }
+
+    /// The AVX2 kernel (which AVX-512 machines skip) against the portable one, bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_head_equals_the_portable_kernel() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c"))
+        {
+            eprintln!("no AVX2/FMA/F16C on this CPU: the AVX2 kernel cannot run here");
+            return;
+        }
+        for visible in [1, 6, ONE_QUERY_BLOCK + 3] {
+            let (q, _) = rows::<f32>(64, 8, |x| x);
+            let (k, kf) = rows(visible * 64, 9, half::f16::from_f32);
+            let (v, vf) = rows(visible * 64, 10, half::f16::from_f32);
+            let (mut scores, mut out) = (vec![0f32; visible], vec![0f32; 64]);
+            let mut head = Head {
+                scores: &mut scores,
+                rows: &mut [],
+                out: &mut out,
+            };
+            // SAFETY: the features were checked; k and v hold visible * 64 f16 values.
+            unsafe {
+                x86::head_avx2::<4>(
+                    &q,
+                    k.as_ptr().cast(),
+                    v.as_ptr().cast(),
+                    &mut head,
+                    x86::Elem::F16,
+                )
+            };
+            assert_eq!(out, portable(&q, &kf, &vf, visible), "n {visible}");
+        }
+    }
+
+    #[test]
+    fn half_caches_read_as_their_rounded_values() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let hd = 8;
+        for dtype in [DType::F16, DType::BF16] {
+            // Decode (one query, with a last block shorter than ONE_QUERY_BLOCK, then split
+            // across threads) and prefill chunks.
+            for (h, kvh, seq, offset, hd) in [
+                (4, 2, 1, 70, hd),
+                (16, 4, 1, ONE_QUERY_PARALLEL_MIN / 16 + 9, hd),
+                (4, 2, 5, 30, hd),
+                (4, 2, 1, 70, 64),
+            ] {
+                let cap = offset + seq + 3;
+                let q = Tensor::randn(0f32, 1.0, (1, h, seq, hd), &dev)?;
+                let k = Tensor::randn(0f32, 1.0, (1, kvh, cap, hd), &dev)?.to_dtype(dtype)?;
+                let v = Tensor::randn(0f32, 1.0, (1, kvh, cap, hd), &dev)?.to_dtype(dtype)?;
+                let got = causal_attention(&q, &k, &v, offset)?.flatten_all()?;
+                let (k32, v32) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+                let want = causal_attention(&q, &k32, &v32, offset)?.flatten_all()?;
+                let (got, want) = (got.to_vec1::<f32>()?, want.to_vec1::<f32>()?);
+                if seq == 1 {
+                    // The decode kernel does the same arithmetic on the same values.
+                    assert_eq!(got, want, "{dtype:?} h {h} kvh {kvh} offset {offset}");
+                } else {
+                    let diff = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff < 1e-6, "{dtype:?} seq {seq}: {diff}");
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     cfg: TextConfig,
+    /// The dtype of the keys and values its caches hold (by default the compute dtype).
+    kv_dtype: DType,
 }
 
 impl Llama {
@@ -179,6 +181,7 @@ impl Llama {
         };
         let (cos, sin) = rope_tables(cfg, embed_tokens.dtype(), embed_tokens.device())?;
         Ok(Self {
+            kv_dtype: embed_tokens.dtype(),
             embed_tokens,
             layers,
             norm,
@@ -187,6 +190,24 @@ impl Llama {
             sin,
             cfg: cfg.clone(),
         })
+    }
+
+    /// The dtype its KV caches store keys and values in.
+    pub(crate) fn kv_dtype(&self) -> DType {
+        self.kv_dtype
+    }
+
+    /// Stores the keys and values of caches made from now on in `dtype` (f32, f16 or bf16).
+    /// They are rounded to it when written and read back from it, by prefill and decode alike,
+    /// so a generation's tokens do not depend on how its prompt was split into forwards.
+    pub(crate) fn set_kv_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(Error::InvalidRequest(format!(
+                "a KV cache holds f32, f16 or bf16, not {dtype:?}"
+            )));
+        }
+        self.kv_dtype = dtype;
+        Ok(())
     }
 
     /// A cache for up to `max_len` positions.
@@ -198,7 +219,7 @@ impl Llama {
             )));
         }
         let shape = (1, self.cfg.num_key_value_heads, max_len, self.cfg.head_dim);
-        let dtype = self.embed_tokens.dtype();
+        let dtype = self.kv_dtype;
         let device = self.embed_tokens.device();
         let layers = (0..self.layers.len())
             .map(|_| {
@@ -358,8 +379,16 @@ impl Llama {
         let v = qkv.narrow(1, h + kvh, kvh)?;
         let mut attns = Vec::with_capacity(b);
         for (i, (k_cache, v_cache)) in kv.iter().map(|p| (&p.0, &p.1)).enumerate() {
-            k_cache.slice_set(&k.narrow(0, i, 1)?, 2, offsets[i])?;
-            v_cache.slice_set(&v.narrow(0, i, 1)?, 2, offsets[i])?;
+            k_cache.slice_set(
+                &k.narrow(0, i, 1)?.to_dtype(k_cache.dtype())?,
+                2,
+                offsets[i],
+            )?;
+            v_cache.slice_set(
+                &v.narrow(0, i, 1)?.to_dtype(v_cache.dtype())?,
+                2,
+                offsets[i],
+            )?;
             let q = q.narrow(0, i, 1)?;
             attns.push(causal_attention(&q, k_cache, v_cache, offsets[i])?);
         }
@@ -376,7 +405,7 @@ impl Llama {
             * 2
             * self.cfg.num_key_value_heads
             * self.cfg.head_dim
-            * self.embed_tokens.dtype().size_in_bytes()
+            * self.kv_dtype.size_in_bytes()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -411,8 +440,8 @@ impl Llama {
         let q = candle_nn::rotary_emb::rope(&qkv.narrow(1, 0, h)?, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&qkv.narrow(1, h, kvh)?, cos, sin)?;
         let v = qkv.narrow(1, h + kvh, kvh)?;
-        k_cache.slice_set(&k, 2, offset)?;
-        v_cache.slice_set(&v, 2, offset)?;
+        k_cache.slice_set(&k.to_dtype(k_cache.dtype())?, 2, offset)?;
+        v_cache.slice_set(&v.to_dtype(v_cache.dtype())?, 2, offset)?;
         let attn = causal_attention(&q, k_cache, v_cache, offset)?;
         let xs = (xs + layer.o_proj.forward(&attn)?)?;
 

@@ -245,7 +245,7 @@ impl Kernels {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     /// [`super::dots`] in AVX-512 registers: lane `l` of each accumulator is the scalar
@@ -344,7 +344,7 @@ mod x86 {
     /// Lanes `0..8` of `s` (lane `l` = partial sums `l` + `l + 8`) added as [`super::dots`]'s
     /// tree adds them: `l + (l + 4)`, then `+ 2`, then `+ 1`.
     #[target_feature(enable = "avx")]
-    fn sum8(s: __m256) -> f32 {
+    pub(in crate::model) fn sum8(s: __m256) -> f32 {
         let s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
         let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
@@ -354,7 +354,7 @@ mod x86 {
 
 /// The 16 partial sums of a dot product added as a tree: `l + (l + 8)`, `+ 4`, `+ 2`, `+ 1`.
 #[inline(always)]
-fn lane_tree(s: &[f32; 16]) -> f32 {
+pub(super) fn lane_tree(s: &[f32; 16]) -> f32 {
     let s8: [f32; 8] = std::array::from_fn(|l| s[l] + s[l + 8]);
     let s4: [f32; 4] = std::array::from_fn(|l| s8[l] + s8[l + 4]);
     let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
@@ -364,7 +364,7 @@ fn lane_tree(s: &[f32; 16]) -> f32 {
 /// The end of a dot product: the lanes' sum (from the tree), then the elements past `n` (the
 /// last whole 16-lane chunk) added in order.
 #[inline(always)]
-fn finish(lanes: f32, w: &[f32], x: &[f32], n: usize) -> f32 {
+pub(super) fn finish(lanes: f32, w: &[f32], x: &[f32], n: usize) -> f32 {
     w[n..]
         .iter()
         .zip(&x[n..])

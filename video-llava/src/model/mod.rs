@@ -244,6 +244,21 @@ impl VideoLlavaModel {
         self.llama.forward_batch(ids, caches)
     }
 
+    /// The dtype its KV caches hold keys and values in (by default the compute dtype).
+    pub fn kv_cache_dtype(&self) -> DType {
+        self.llama.kv_dtype()
+    }
+
+    /// Makes the KV caches created from now on hold keys and values in `dtype` (f32, f16 or
+    /// bf16): an f16 cache beside f32 compute halves the cache's memory and what a decode step
+    /// reads at depth, at the cost of rounding each key and value to half precision (as
+    /// llama.cpp's default cache does). Both prefill and decode read the rounded values, so
+    /// results still do not depend on how a prompt is split (conversations, batches).
+    /// [`Error::InvalidRequest`] for another dtype.
+    pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
+        self.llama.set_kv_dtype(dtype)
+    }
+
     /// Bytes one position takes in a KV cache.
     pub fn kv_bytes_per_position(&self) -> usize {
         self.llama.kv_bytes_per_position()

@@ -110,3 +110,45 @@ pub fn relative_error(ours: &Tensor, reference: &Tensor) -> Result<f32> {
     let scale = reference.abs()?.max(0)?.to_scalar::<f32>()?;
     Ok(diff / scale)
 }
+
+/// Prompt logits and then the logits after each of `tokens[..n-1]`, teacher-forced: the f32
+/// and quantized models see the same sequence, so their logits compare position by position.
+pub fn step_logits(
+    model: &video_llava::model::VideoLlavaModel,
+    ids: &[u32],
+    video: Option<&Tensor>,
+    images: Option<&Tensor>,
+    tokens: &[u32],
+) -> Result<Vec<Tensor>> {
+    let video_features = video.map(|v| model.encode_videos(v)).transpose()?;
+    let image_features = images.map(|i| model.encode_images(i)).transpose()?;
+    let embeds = model.embed(ids, image_features.as_ref(), video_features.as_ref())?;
+    let mut cache = model.new_cache(ids.len() + tokens.len())?;
+    let mut out = vec![model.forward_embeds(&embeds, &mut cache)?];
+    for &t in &tokens[..tokens.len().saturating_sub(1)] {
+        out.push(model.forward_tokens(&[t], &mut cache)?);
+    }
+    Ok(out)
+}
+
+pub fn max_abs(t: &Tensor) -> Result<f32> {
+    Ok(t.abs()?.max(0)?.to_scalar::<f32>()?)
+}
+
+pub fn argmax(t: &Tensor) -> Result<u32> {
+    Ok(t.argmax(0)?.to_scalar::<u32>()?)
+}
+
+/// The gap between the largest and second-largest logit.
+pub fn top2_margin(t: &Tensor) -> Result<f32> {
+    let mut v = t.to_vec1::<f32>()?;
+    v.sort_by(|a, b| b.total_cmp(a));
+    Ok(v[0] - v[1])
+}
+
+/// KL(softmax(reference) || softmax(ours)), in nats.
+pub fn kl_divergence(reference: &Tensor, ours: &Tensor) -> Result<f32> {
+    let lp = candle_nn::ops::log_softmax(reference, 0)?;
+    let lq = candle_nn::ops::log_softmax(ours, 0)?;
+    Ok((lp.exp()? * (lp - lq)?)?.sum_all()?.to_scalar::<f32>()?)
+}
