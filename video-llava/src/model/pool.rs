@@ -15,15 +15,43 @@ pub(crate) fn threads() -> usize {
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+/// Work of at most this many output elements (a decode step's: attention heads, matrix-vector
+/// products, the logits of a batch) runs on candle's barrier pool, larger work (prefill, vision)
+/// on rayon's.
+const BARRIER_POOL_MAX: usize = 1 << 18;
+
 /// Runs `f(part_index, part)` on every `part_len`-element part of `dst` on the pool, and returns
 /// when all are done. Callers size the parts (one per thread candle uses) and run small work on
 /// their own thread instead.
+///
+/// Two pools, because candle runs on two: its f32 matmuls (gemm) on rayon's global pool, its
+/// quantized matrix-vector products on its own barrier pool, whose workers spin for a while
+/// after each job before they sleep. A decode step alternates our kernels with candle's
+/// quantized products many times; on rayon's pool our kernels shared each core with a spinning
+/// barrier worker (perf: 22% of a quantized decode's samples were that spin). Prefill and the
+/// vision towers are mostly gemm: their kernels stay on rayon's pool, beside gemm.
 pub(crate) fn for_each_part<T, F>(dst: &mut [T], part_len: usize, f: F)
 where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
-    dst.par_chunks_mut(part_len.max(1))
-        .enumerate()
-        .for_each(|(i, part)| f(i, part));
+    if dst.len() > BARRIER_POOL_MAX {
+        dst.par_chunks_mut(part_len.max(1))
+            .enumerate()
+            .for_each(|(i, part)| f(i, part));
+        return;
+    }
+    // Each part is taken by exactly one claim of the pool's cursor; the locks are uncontended.
+    let parts: Vec<std::sync::Mutex<Option<&mut [T]>>> = dst
+        .chunks_mut(part_len.max(1))
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(parts.len(), |range| {
+        for i in range {
+            let part = parts[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(part) = part {
+                f(i, part);
+            }
+        }
+    });
 }
