@@ -109,6 +109,8 @@ export declare class VideoLlava {
   get quantization(): 'none' | 'q8_0' | 'q4k' | 'q6k'
   /** Whether the vision towers and projector are quantized (to q8_0). */
   get visionQuantized(): boolean
+  /** The type the KV cache holds keys and values in. */
+  get kvCacheDtype(): 'float32' | 'float16' | 'bfloat16'
   /** The weights kept in another type than asked: one line each, naming the tensor. */
   get quantizationFallbacks(): Array<string>
   /**
@@ -273,6 +275,11 @@ export interface LoadOptions {
   quantize?: 'none' | 'q8_0' | 'q4k' | 'q6k'
   /** Also quantize the vision towers and the projector (to q8_0); default false. */
   quantizeVision?: boolean
+  /**
+   * The type the KV cache holds keys and values in (same names as `dtype`); by default the
+   * compute dtype. `float16` beside float32 compute halves the cache's memory.
+   */
+  kvCacheDtype?: 'float32' | 'float16' | 'bfloat16'
 }
 
 /** A piece of generated text, as `onToken` receives it and `model.stream()` yields it. */

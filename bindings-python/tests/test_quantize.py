@@ -104,6 +104,7 @@ def test_a_half_precision_kv_cache(model, golden, bikes):
     got = conversation.generate("What happens?", max_new_tokens=6)
     want = half.generate("What happens?", video=bikes, max_new_tokens=6)
     assert got.token_ids == want.token_ids
-    assert vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="bfloat16").kv_cache_dtype == "bfloat16"
+    bf16 = vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="bfloat16")
+    assert bf16.kv_cache_dtype == "bfloat16"
     with pytest.raises(vl.InvalidRequestError, match="float32, float16 or bfloat16"):
         vl.VideoLlava.from_pretrained(TINY, kv_cache_dtype="int8")
