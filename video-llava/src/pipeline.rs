@@ -37,7 +37,8 @@ use crate::{Error, Result};
 pub struct LoadOptions {
     /// Where the weights live and the model runs.
     pub device: Device,
-    /// The compute dtype (f32, f16 or bf16); embeddings, norms and unquantized weights use it.
+    /// The compute dtype (f32, f16 or bf16); norms and unquantized weights use it (the token
+    /// embeddings too, except that an f16 or bf16 checkpoint's stay in its dtype under f32).
     pub dtype: DType,
     /// The block type of the Llama's linear weights, quantized while the checkpoint is read.
     pub quantize: Quantization,

@@ -2,7 +2,7 @@
 //! them.
 //!
 //! [`Quantization`] names the block type of the Llama's linear weights (q, k, v, o, gate, up,
-//! down and the LM head); embeddings and norms always stay in the compute dtype. The vision towers
+//! down and the LM head); embeddings and norms are never quantized. The vision towers
 //! and the projector stay in full precision unless [`QuantizeOptions::vision`] is set, which
 //! quantizes their linear weights to Q8_0. Blocks run along a weight's rows (its input
 //! dimension), so a weight whose input dimension is not a multiple of the type's block size (256

@@ -685,6 +685,20 @@ impl Weights {
         self.read(&stored, name, shape, &self.device, self.dtype)
     }
 
+    /// [`Weights::load`], except that an f16 or bf16 tensor stays in its stored dtype when the
+    /// compute dtype is f32 (exact either way: every f16 and bf16 value is an f32). For tables
+    /// read a few rows at a time, such as the token embeddings: half the memory.
+    pub fn load_compact(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let stored = self.stored(name, shape)?;
+        let dtype = match stored.dtype {
+            StoredType::Dense(half @ (DType::F16 | DType::BF16)) if self.dtype == DType::F32 => {
+                half
+            }
+            _ => self.dtype,
+        };
+        self.read(&stored, name, shape, &self.device, dtype)
+    }
+
     /// Loads linear weight `name` `(out, in)`: quantized when the options (or the GGUF file) say
     /// so, else dense as [`Weights::load`] gives it. A weight kept in another type than asked is
     /// recorded in [`Weights::fallbacks`].
@@ -885,6 +899,11 @@ impl<'a> Scope<'a> {
     /// Loads `name` with the expected `shape`.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
         self.weights.load(&self.key(name), shape)
+    }
+
+    /// Loads `name` as [`Weights::load_compact`] does.
+    pub fn get_compact(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        self.weights.load_compact(&self.key(name), shape)
     }
 
     /// Loads linear weight `name` `(out, in)`, quantized where the load asks for it

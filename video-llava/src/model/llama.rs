@@ -123,7 +123,11 @@ struct DecoderLayer {
 
 /// The language model.
 pub struct Llama {
+    /// `(vocab, hidden)`: in the checkpoint's half-precision dtype when computing in f32 (rows
+    /// are converted as they are looked up, exactly), else in the compute dtype.
     embed_tokens: Tensor,
+    /// The compute dtype.
+    dtype: DType,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
     lm_head: Linear,
@@ -148,7 +152,16 @@ impl Llama {
         let kvh = cfg.num_key_value_heads;
         let hd = cfg.head_dim;
         let i = cfg.intermediate_size;
-        let embed_tokens = vb.pp("embed_tokens").get(&[cfg.vocab_size, d], "weight")?;
+        let dtype = vb.weights().dtype();
+        let embeddings = vb.pp("embed_tokens");
+        let embed_tokens = if tied {
+            // Also the LM head's weight: in the compute dtype.
+            embeddings.get(&[cfg.vocab_size, d], "weight")?
+        } else {
+            // A table read a few rows at a time: kept compact (the 7B's is 0.26 GB in bf16,
+            // 0.52 GB in f32).
+            embeddings.get_compact(&[cfg.vocab_size, d], "weight")?
+        };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for idx in 0..cfg.num_hidden_layers {
             let l = vb.pp("layers").pp(idx);
@@ -179,9 +192,10 @@ impl Llama {
         } else {
             linear(head, d, cfg.vocab_size, false)?
         };
-        let (cos, sin) = rope_tables(cfg, embed_tokens.dtype(), embed_tokens.device())?;
+        let (cos, sin) = rope_tables(cfg, dtype, embed_tokens.device())?;
         Ok(Self {
-            kv_dtype: embed_tokens.dtype(),
+            kv_dtype: dtype,
+            dtype,
             embed_tokens,
             layers,
             norm,
@@ -245,7 +259,10 @@ impl Llama {
             )));
         }
         let ids = Tensor::new(ids, self.embed_tokens.device())?;
-        Ok(self.embed_tokens.index_select(&ids, 0)?)
+        Ok(self
+            .embed_tokens
+            .index_select(&ids, 0)?
+            .to_dtype(self.dtype)?)
     }
 
     /// Runs `embeds` `(1, L, hidden)` at positions `cache.len()..`, returning the last
@@ -262,7 +279,7 @@ impl Llama {
         self.check_cache(cache, seq)?;
         let offset = cache.len;
         let device = self.embed_tokens.device();
-        let dtype = self.embed_tokens.dtype();
+        let dtype = self.dtype;
         let mut xs = embeds.to_device(device)?.to_dtype(dtype)?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
@@ -331,7 +348,7 @@ impl Llama {
                 .index_select(&positions, 0)?
                 .reshape((b, 1, half))?,
         );
-        let dtype = self.embed_tokens.dtype();
+        let dtype = self.dtype;
         let mut xs = self.embed_ids(ids)?.to_dtype(dtype)?.reshape((b, 1, d))?;
         for (l, layer) in self.layers.iter().enumerate() {
             let kv: Vec<&(Tensor, Tensor)> = caches.iter().map(|c| &c.layers[l]).collect();
@@ -484,6 +501,32 @@ fn rope_tables(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<(Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_embeddings_stay_half_under_f32_compute() -> Result<()> {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for (name, compute, table) in [
+            ("tiny-legacy", DType::F32, DType::BF16),
+            ("tiny-f16", DType::F32, DType::F16),
+            ("tiny-t5", DType::F32, DType::F32),
+            // Other compute dtypes keep the table in theirs.
+            ("tiny-legacy", DType::F16, DType::F16),
+        ] {
+            let model =
+                crate::model::VideoLlavaModel::load(&fixtures.join(name), &Device::Cpu, compute)?;
+            let llama = &model.llama;
+            assert_eq!(llama.embed_tokens.dtype(), table, "{name} at {compute:?}");
+            let rows = llama.embed_ids(&[1, 5, 2])?;
+            assert_eq!(rows.dtype(), compute, "{name}: looked-up rows");
+            let want = llama
+                .embed_tokens
+                .to_dtype(compute)?
+                .index_select(&Tensor::new(&[1u32, 5, 2], &Device::Cpu)?, 0)?;
+            let diff = (rows - want)?.abs()?.sum_all()?.to_dtype(DType::F32)?;
+            assert_eq!(diff.to_scalar::<f32>()?, 0.0, "{name}: exact rows");
+        }
+        Ok(())
+    }
 
     /// A one-layer cache of `capacity` positions, the first `len` holding `1, 2, ...`.
     fn cache(capacity: usize, len: usize) -> KvCache {
