@@ -76,8 +76,27 @@ pub(crate) fn causal_attention(
 /// Below this many key positions times heads one thread answers a decode step's attention.
 const ONE_QUERY_PARALLEL_MIN: usize = 4096;
 
+/// What a cache row holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Kind {
+    fn size(self) -> usize {
+        match self {
+            Kind::F32 => 4,
+            Kind::F16 | Kind::Bf16 => 2,
+        }
+    }
+}
+
 /// Key or value elements a cache may hold.
 trait CacheElem: Copy + Send + Sync {
+    const KIND: Kind;
+
     /// `src` into f32 (exact for every type here).
     fn to_f32s(src: &[Self], dst: &mut [f32]);
 
@@ -85,14 +104,11 @@ trait CacheElem: Copy + Send + Sync {
     fn as_f32s(_src: &[Self]) -> Option<&[f32]> {
         None
     }
-
-    /// [`head_portable`], or a SIMD kernel doing the same arithmetic where the CPU has one.
-    fn head(q: &[f32], k: &[Self], v: &[Self], head: &mut Head<'_>) {
-        head_portable(q, k, v, head)
-    }
 }
 
 impl CacheElem for f32 {
+    const KIND: Kind = Kind::F32;
+
     fn to_f32s(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
@@ -100,31 +116,19 @@ impl CacheElem for f32 {
     fn as_f32s(src: &[f32]) -> Option<&[f32]> {
         Some(src)
     }
-
-    fn head(q: &[f32], k: &[f32], v: &[f32], head: &mut Head<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if x86::head(q, k, v, head, x86::Elem::F32) {
-            return;
-        }
-        head_portable(q, k, v, head)
-    }
 }
 
 impl CacheElem for half::f16 {
+    const KIND: Kind = Kind::F16;
+
     fn to_f32s(src: &[half::f16], dst: &mut [f32]) {
         half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
-    }
-
-    fn head(q: &[f32], k: &[half::f16], v: &[half::f16], head: &mut Head<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if x86::head(q, k, v, head, x86::Elem::F16) {
-            return;
-        }
-        head_portable(q, k, v, head)
     }
 }
 
 impl CacheElem for half::bf16 {
+    const KIND: Kind = Kind::Bf16;
+
     fn to_f32s(src: &[half::bf16], dst: &mut [f32]) {
         // bf16 is the top half of an f32 (what `to_f32` gives for every value but NaN payloads),
         // a shift the compiler vectorizes.
@@ -132,14 +136,16 @@ impl CacheElem for half::bf16 {
             *d = f32::from_bits(u32::from(s.to_bits()) << 16);
         }
     }
+}
 
-    fn head(q: &[f32], k: &[half::bf16], v: &[half::bf16], head: &mut Head<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if x86::head(q, k, v, head, x86::Elem::Bf16) {
-            return;
-        }
-        head_portable(q, k, v, head)
+/// One head of [`one_query`]: a SIMD kernel where the CPU has one, else [`head_portable`]; both
+/// do the same arithmetic.
+fn attend_head<T: CacheElem>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::head(q, k, v, head) {
+        return;
     }
+    head_portable(q, k, v, head)
 }
 
 /// Cache positions the portable kernel converts to f32 at a time (a half-precision cache).
@@ -231,7 +237,7 @@ impl Shape {
                 let head = first + i;
                 let base = (head / n_rep) * capacity * hd;
                 let rows_of = base..base + visible * hd;
-                T::head(
+                attend_head(
                     &q[head * hd..(head + 1) * hd],
                     &k[rows_of.clone()],
                     &v[rows_of],
@@ -309,20 +315,13 @@ fn read_rows<'a, T: CacheElem>(src: &'a [T], scratch: &'a mut [f32]) -> &'a [f32
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{softmax_in_place, Head};
-
-    /// What a cache row holds.
-    #[derive(Clone, Copy)]
-    pub(super) enum Elem {
-        F32,
-        F16,
-        Bf16,
-    }
+    use super::{softmax_in_place, CacheElem, Head, Kind as Elem};
 
     /// Runs [`super::head_portable`]'s arithmetic in AVX-512 registers (or AVX2 ones, with FMA
     /// and F16C) when the CPU has them and the head dimension is 16 to 128 in whole 16-lane
-    /// chunks; false otherwise (nothing done). `k` and `v` hold elements of type `elem`.
-    pub(super) fn head<T>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>, elem: Elem) -> bool {
+    /// chunks; false otherwise (nothing done).
+    pub(super) fn head<T: CacheElem>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>) -> bool {
+        let elem = T::KIND;
         let hd = q.len();
         if !hd.is_multiple_of(16) || !(16..=128).contains(&hd) {
             return false;
@@ -355,15 +354,6 @@ mod x86 {
         }
         run!(1 2 3 4 5 6 7 8);
         true
-    }
-
-    impl Elem {
-        fn size(self) -> usize {
-            match self {
-                Elem::F32 => 4,
-                Elem::F16 | Elem::Bf16 => 2,
-            }
-        }
     }
 
     /// 8 elements at `p` (of type `elem`) as f32.
@@ -807,7 +797,7 @@ mod tests {
         let hd = q.len();
         let (mut scores, mut rows) = (vec![0f32; visible], vec![0f32; ONE_QUERY_BLOCK * hd]);
         let mut out = vec![0f32; hd];
-        T::head(
+        attend_head(
             q,
             k,
             v,
@@ -884,7 +874,7 @@ mod tests {
                     k.as_ptr().cast(),
                     v.as_ptr().cast(),
                     &mut head,
-                    x86::Elem::F16,
+                    Kind::F16,
                 )
             };
             assert_eq!(out, portable(&q, &kf, &vf, visible), "n {visible}");
