@@ -167,6 +167,7 @@ fn one_query(
     let (_, kvh, capacity, _) = keys.dims4()?;
     if !(is_cpu_contiguous(keys) && is_cpu_contiguous(values))
         || values.dims() != keys.dims()
+        || keys.dim(3)? != hd
         || values.dtype() != keys.dtype()
         || q.dtype() != DType::F32
         || offset >= capacity

@@ -254,6 +254,9 @@ impl VideoLlavaModel {
     /// reads at depth, at the cost of rounding each key and value to half precision (as
     /// llama.cpp's default cache does). Both prefill and decode read the rounded values, so
     /// results still do not depend on how a prompt is split (conversations, batches).
+    /// The saving in reads is the CPU decode kernel's, which converts in registers; on CUDA and
+    /// Metal a cache in another dtype than the compute one is converted per layer and step
+    /// (there the default compute dtype is already half precision, and so is the default cache).
     /// [`Error::InvalidRequest`] for another dtype.
     pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
         self.llama.set_kv_dtype(dtype)

@@ -46,12 +46,43 @@ where
         .chunks_mut(part_len.max(1))
         .map(|p| std::sync::Mutex::new(Some(p)))
         .collect();
+    // A panic must not unwind through the pool: its caller holds the pool's lock while it works,
+    // and a panic there would poison it for every later quantized product of the process. It
+    // is caught, and raised again once the pool is released.
+    let panicked = std::sync::Mutex::new(None);
     candle_core::utils::barrier_pool().execute_chunked(parts.len(), |range| {
         for i in range {
             let part = parts[i].lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(part) = part {
-                f(i, part);
+                let run = std::panic::AssertUnwindSafe(|| f(i, part));
+                if let Err(payload) = std::panic::catch_unwind(run) {
+                    panicked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(payload);
+                }
             }
         }
     });
+    if let Some(payload) = panicked.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        std::panic::resume_unwind(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_part_leaves_the_pool_usable() {
+        let mut data = vec![0u32; 64];
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for_each_part(&mut data, 16, |i, _| assert!(i != 2, "part 2 fails"))
+        }));
+        assert!(caught.is_err(), "the panic reaches the caller");
+        // The pool (and candle's quantized products on it) still work.
+        for_each_part(&mut data, 16, |i, part| part.fill(i as u32 + 1));
+        let parts: Vec<u32> = data.chunks(16).map(|c| c[0]).collect();
+        assert_eq!(parts, [1, 2, 3, 4]);
+    }
 }
