@@ -14,7 +14,7 @@ use video_llava::{
 };
 
 mod common;
-use common::{fixture_models, fixtures, inputs};
+use common::{fixture_models, fixtures, inputs, same_answer};
 
 fn greedy(n: usize) -> GenerationParams {
     GenerationParams::greedy(n)
@@ -67,21 +67,6 @@ fn alone(model: &VideoLlava, member: &BatchRequest) -> Result<Generation> {
     )
 }
 
-fn same(got: &Generation, want: &Generation, what: &str) -> Result<()> {
-    ensure!(
-        got.token_ids == want.token_ids
-            && got.text == want.text
-            && got.stop_reason == want.stop_reason
-            && got.prompt_tokens == want.prompt_tokens,
-        "{what}: batched {:?} ({:?}) vs alone {:?} ({:?})",
-        got.token_ids,
-        got.stop_reason,
-        want.token_ids,
-        want.stop_reason
-    );
-    Ok(())
-}
-
 #[test]
 fn batched_answers_equal_each_request_alone_on_every_model() -> Result<()> {
     let models = fixture_models();
@@ -118,7 +103,7 @@ fn batched_answers_equal_each_request_alone_on_every_model() -> Result<()> {
                 for (i, got) in got.iter().enumerate() {
                     let what = format!("{name}: member {i} of {size}, max_batch {max_batch}");
                     let got = got.as_ref().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-                    same(got, &want[i], &what)?;
+                    same_answer(got, &want[i], &what)?;
                     ensure!(pieces[i] == got.text, "{what}: streamed {:?}", pieces[i]);
                 }
             }
@@ -179,7 +164,7 @@ fn members_join_mid_way_and_a_cancelled_one_stops_alone() -> Result<()> {
         "{calls:?}"
     );
     for i in [0, 1, 2] {
-        same(done[i].as_ref().unwrap(), &want[i], &format!("member {i}"))?;
+        same_answer(done[i].as_ref().unwrap(), &want[i], &format!("member {i}"))?;
     }
     let stopped = done[3].as_ref().unwrap();
     ensure!(stopped.stop_reason == StopReason::Cancelled);
@@ -225,7 +210,7 @@ fn the_kv_bound_makes_members_wait_or_refuses_them() -> Result<()> {
         &mut |_, _| ControlFlow::Continue(()),
     );
     for (i, got) in got.iter().enumerate() {
-        same(got.as_ref().unwrap(), &want[i], &format!("member {i}"))?;
+        same_answer(got.as_ref().unwrap(), &want[i], &format!("member {i}"))?;
     }
     // Room for less than the video members: they are refused, the others answer.
     let bound = need(1).max(need(2)).max(need(4));
@@ -246,7 +231,7 @@ fn the_kv_bound_makes_members_wait_or_refuses_them() -> Result<()> {
         ensure!(err.kind() == video_llava::ErrorKind::TooLarge);
     }
     for i in [1, 2, 4] {
-        same(got[i].as_ref().unwrap(), &want[i], &format!("member {i}"))?;
+        same_answer(got[i].as_ref().unwrap(), &want[i], &format!("member {i}"))?;
     }
     Ok(())
 }
@@ -274,7 +259,7 @@ fn bad_members_fail_alone_and_bad_options_fail_all() -> Result<()> {
     );
     let want = alone(&model, &good)?;
     for i in [0, 3] {
-        same(got[i].as_ref().unwrap(), &want, "good")?;
+        same_answer(got[i].as_ref().unwrap(), &want, "good")?;
     }
     for max_batch in [0, video_llava::MAX_BATCH + 1] {
         let got = model.generate_batch(
@@ -324,7 +309,7 @@ fn a_prefix_cache_batch_shares_the_video_prefix() -> Result<()> {
     )?;
     for (i, member) in members.iter().enumerate() {
         let got = done[i].as_ref().unwrap();
-        same(got, &alone(&model, member)?, &format!("member {i}"))?;
+        same_answer(got, &alone(&model, member)?, &format!("member {i}"))?;
         ensure!(
             (got.cached_tokens > 0) == (i > 0),
             "{i}: {}",

@@ -15,10 +15,7 @@ use video_llava::{
 };
 
 mod common;
-use common::{
-    argmax, case_pixels, fixture_models, fixtures, inputs, kl_divergence, max_abs, step_logits,
-    top2_margin, Golden,
-};
+use common::{along_greedy_path, fixture_models, fixtures, inputs, same_answer};
 
 fn load(dir: &std::path::Path, kv: DType) -> Result<VideoLlava> {
     let options = LoadOptions::new(&Device::Cpu, DType::F32).kv_cache_dtype(kv);
@@ -30,21 +27,6 @@ fn load(dir: &std::path::Path, kv: DType) -> Result<VideoLlava> {
 
 fn alone(model: &VideoLlava, request: &Request, params: &GenerationParams) -> Result<Generation> {
     Ok(model.generate(request, params, None, &mut |_| ControlFlow::Continue(()))?)
-}
-
-fn same(got: &Generation, want: &Generation, what: &str) -> Result<()> {
-    ensure!(
-        got.token_ids == want.token_ids
-            && got.text == want.text
-            && got.stop_reason == want.stop_reason
-            && got.prompt_tokens == want.prompt_tokens,
-        "{what}: {:?} ({:?}) vs {:?} ({:?})",
-        got.token_ids,
-        got.stop_reason,
-        want.token_ids,
-        want.stop_reason
-    );
-    Ok(())
 }
 
 #[test]
@@ -88,8 +70,6 @@ fn half_caches_take_half_the_bytes() -> Result<()> {
 fn half_caches_stay_close_to_the_f32_cache() -> Result<()> {
     let dir = fixtures().join("tiny-legacy");
     let reference = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
-    let golden = Golden::load(&dir)?;
-    let (video, images) = inputs()?;
     // Measured over the six cases (2026-12-08): max logits error 1.2e-3 with f16, 8.3e-3 with
     // bf16; the prompt KL is below what f32 resolves (|KL| < 2e-6 nats, some of it negative).
     // The bounds leave about 4x headroom: a cache read with the wrong scale, layout or
@@ -97,31 +77,11 @@ fn half_caches_stay_close_to_the_f32_cache() -> Result<()> {
     for (kv, max_error, max_kl) in [(DType::F16, 5e-3, 1e-5), (DType::BF16, 0.03, 1e-4)] {
         let mut model = VideoLlavaModel::load(&dir, &Device::Cpu, DType::F32)?;
         model.set_kv_cache_dtype(kv)?;
-        let (mut checked, mut worst_all) = (0, 0f32);
-        for case in &golden.cases {
-            let ids = golden.ids(&case.name, "input_ids")?;
-            let tokens = golden.ids(&case.name, "greedy")?;
-            let (v, i) = case_pixels(case, &video, &images)?;
-            let want = step_logits(&reference, &ids, v.as_ref(), i.as_ref(), &tokens)?;
-            let got = step_logits(&model, &ids, v.as_ref(), i.as_ref(), &tokens)?;
-            let mut worst = 0f32;
-            for (w, g) in want.iter().zip(&got) {
-                worst = worst.max(max_abs(&(g - w)?)?);
-            }
-            for (step, (w, g)) in want.iter().zip(&got).enumerate() {
-                ensure!(argmax(w)? == tokens[step], "f32 run left the golden path");
-                if top2_margin(w)? > 2.0 * max_error {
-                    ensure!(
-                        argmax(g)? == tokens[step],
-                        "{kv:?} {}: step {step} picked {} instead of {}",
-                        case.name,
-                        argmax(g)?,
-                        tokens[step]
-                    );
-                    checked += 1;
-                }
-            }
-            let kl = kl_divergence(&want[0], &got[0])?;
+        let what = format!("the {kv:?} cache");
+        let (cases, checked, _) = along_greedy_path(&reference, &model, &dir, max_error, &what)?;
+        let mut worst_all = 0f32;
+        for case in &cases {
+            let (worst, kl) = (case.worst, case.prompt_kl);
             eprintln!(
                 "tiny-legacy/{}: {kv:?} cache: max logits error {worst:.2e}, prompt KL {kl:.2e}",
                 case.name
@@ -168,7 +128,7 @@ fn half_caches_keep_conversations_and_batches_exact() -> Result<()> {
                     let want = alone(&model, &request, &params)?;
                     let got = conversation
                         .generate(question, &params, None, &mut |_| ControlFlow::Continue(()))?;
-                    same(&got, &want, &what)?;
+                    same_answer(&got, &want, &what)?;
                 }
             }
             // Batched members, of different prompt lengths, equal each alone.
@@ -192,7 +152,7 @@ fn half_caches_keep_conversations_and_batches_exact() -> Result<()> {
             for (i, (got, member)) in got.iter().zip(&batch).enumerate() {
                 let what = format!("{name}/{kv:?}: member {i}");
                 let got = got.as_ref().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-                same(got, &alone(&model, &member.request, &member.params)?, &what)?;
+                same_answer(got, &alone(&model, &member.request, &member.params)?, &what)?;
             }
         }
     }

@@ -210,11 +210,10 @@ struct Shape {
     visible: usize,
 }
 
-/// One head's working memory and output: `scores` (one per visible position), `rows` (the
-/// portable kernel's f32 block), `out` (`head_dim`, zeros on entry).
+/// One head's working memory and output: `scores` (one per visible position), `out`
+/// (`head_dim`, zeros on entry).
 struct Head<'a> {
     scores: &'a mut [f32],
-    rows: &'a mut [f32],
     out: &'a mut [f32],
 }
 
@@ -233,7 +232,6 @@ impl Shape {
         let mut out = vec![0f32; h * hd];
         let run = |first: usize, dst: &mut [f32]| {
             let mut scores = vec![0f32; visible];
-            let mut rows = vec![0f32; ONE_QUERY_BLOCK * hd];
             for (i, o) in dst.chunks_exact_mut(hd).enumerate() {
                 let head = first + i;
                 let base = (head / n_rep) * capacity * hd;
@@ -244,7 +242,6 @@ impl Shape {
                     &v[rows_of],
                     &mut Head {
                         scores: &mut scores,
-                        rows: &mut rows,
                         out: o,
                     },
                 );
@@ -270,10 +267,16 @@ impl Shape {
 fn head_portable<T: CacheElem>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>) {
     let hd = q.len();
     let n = hd / 16 * 16;
+    // f32 rows of a block of positions (an f32 cache is read in place, without it).
+    let mut rows = if T::KIND == Kind::F32 {
+        Vec::new()
+    } else {
+        vec![0f32; ONE_QUERY_BLOCK * hd]
+    };
     let scores = &mut *head.scores;
     for (b, s) in scores.chunks_mut(ONE_QUERY_BLOCK).enumerate() {
         let start = b * ONE_QUERY_BLOCK * hd;
-        let block = read_rows(&k[start..start + s.len() * hd], head.rows);
+        let block = read_rows(&k[start..start + s.len() * hd], &mut rows);
         for (s, key) in s.iter_mut().zip(block.chunks_exact(hd)) {
             let mut lanes = [0f32; 16];
             for (qc, kc) in q[..n].chunks_exact(16).zip(key[..n].chunks_exact(16)) {
@@ -288,7 +291,7 @@ fn head_portable<T: CacheElem>(q: &[f32], k: &[T], v: &[T], head: &mut Head<'_>)
     let mut odd = vec![0f32; hd];
     for (b, p) in scores.chunks(ONE_QUERY_BLOCK).enumerate() {
         let start = b * ONE_QUERY_BLOCK * hd;
-        let block = read_rows(&v[start..start + p.len() * hd], head.rows);
+        let block = read_rows(&v[start..start + p.len() * hd], &mut rows);
         // ONE_QUERY_BLOCK is even: a block's position parity is its index's.
         for (j, (&p, value)) in p.iter().zip(block.chunks_exact(hd)).enumerate() {
             let sums = if j % 2 == 0 { &mut *head.out } else { &mut odd };
@@ -413,7 +416,6 @@ mod x86 {
         softmax_in_place(head.scores);
         let mut even = [[_mm256_setzero_ps(); 2]; N];
         let mut odd = [[_mm256_setzero_ps(); 2]; N];
-        let visible = head.scores.len();
         for (j, &p) in head.scores.iter().enumerate() {
             let p = _mm256_set1_ps(p);
             let sums = if j % 2 == 0 { &mut even } else { &mut odd };
@@ -425,7 +427,6 @@ mod x86 {
                 sum[1] = _mm256_fmadd_ps(p, v1, sum[1]);
             }
         }
-        debug_assert!(visible > 0);
         for c in 0..N {
             for h in 0..2 {
                 // SAFETY: out holds N * 16 values.
@@ -776,39 +777,44 @@ mod tests {
         (elems, f32s)
     }
 
-    /// The portable kernel on f32 rows, for comparisons.
-    fn portable(q: &[f32], k: &[f32], v: &[f32], visible: usize) -> Vec<f32> {
-        let hd = q.len();
-        let (mut scores, mut rows) = (vec![0f32; visible], vec![0f32; ONE_QUERY_BLOCK * hd]);
-        let mut out = vec![0f32; hd];
-        head_portable(
+    /// `kernel`'s output for one head of `visible` positions.
+    fn run_head<T: CacheElem>(
+        kernel: fn(&[f32], &[T], &[T], &mut Head<'_>),
+        q: &[f32],
+        k: &[T],
+        v: &[T],
+        visible: usize,
+    ) -> Vec<f32> {
+        let (mut scores, mut out) = (vec![0f32; visible], vec![0f32; q.len()]);
+        kernel(
             q,
             k,
             v,
             &mut Head {
                 scores: &mut scores,
-                rows: &mut rows,
                 out: &mut out,
             },
         );
         out
     }
 
-    fn simd_head<T: CacheElem>(q: &[f32], k: &[T], v: &[T], visible: usize) -> Vec<f32> {
+    /// The portable kernel on f32 rows, for comparisons.
+    fn portable(q: &[f32], k: &[f32], v: &[f32], visible: usize) -> Vec<f32> {
+        run_head(head_portable::<f32>, q, k, v, visible)
+    }
+
+    /// [`attend_head`] on `T` rows drawn from `seed` against the portable kernel on the same
+    /// values in f32, bit for bit.
+    fn check_head<T: CacheElem>(q: &[f32], visible: usize, seed: u32, from: fn(f32) -> T) {
         let hd = q.len();
-        let (mut scores, mut rows) = (vec![0f32; visible], vec![0f32; ONE_QUERY_BLOCK * hd]);
-        let mut out = vec![0f32; hd];
-        attend_head(
-            q,
-            k,
-            v,
-            &mut Head {
-                scores: &mut scores,
-                rows: &mut rows,
-                out: &mut out,
-            },
+        let (k, kf) = rows(visible * hd, seed, from);
+        let (v, vf) = rows(visible * hd, seed + 1, from);
+        assert_eq!(
+            run_head(attend_head::<T>, q, &k, &v, visible),
+            portable(q, &kf, &vf, visible),
+            "{:?} hd {hd} n {visible}",
+            T::KIND
         );
-        out
     }
 
     /// Every cache type, through whatever kernel this CPU runs, computes what the portable
@@ -819,30 +825,9 @@ mod tests {
         for hd in [16, 32, 48, 64, 80, 96, 112, 128] {
             for visible in [1, 2, 7, ONE_QUERY_BLOCK + 5] {
                 let (q, _) = rows::<f32>(hd, 1, |x| x);
-                let (k, kf) = rows::<f32>(visible * hd, 2, |x| x * 3.0);
-                let (v, vf) = rows::<f32>(visible * hd, 3, |x| x);
-                let want = portable(&q, &kf, &vf, visible);
-                assert_eq!(
-                    simd_head(&q, &k, &v, visible),
-                    want,
-                    "f32 hd {hd} n {visible}"
-                );
-                let (k, kf) = rows(visible * hd, 4, half::f16::from_f32);
-                let (v, vf) = rows(visible * hd, 5, half::f16::from_f32);
-                let want = portable(&q, &kf, &vf, visible);
-                assert_eq!(
-                    simd_head(&q, &k, &v, visible),
-                    want,
-                    "f16 hd {hd} n {visible}"
-                );
-                let (k, kf) = rows(visible * hd, 6, half::bf16::from_f32);
-                let (v, vf) = rows(visible * hd, 7, half::bf16::from_f32);
-                let want = portable(&q, &kf, &vf, visible);
-                assert_eq!(
-                    simd_head(&q, &k, &v, visible),
-                    want,
-                    "bf16 hd {hd} n {visible}"
-                );
+                check_head::<f32>(&q, visible, 2, |x| x * 3.0);
+                check_head(&q, visible, 4, half::f16::from_f32);
+                check_head(&q, visible, 6, half::bf16::from_f32);
             }
         }
     }
@@ -865,7 +850,6 @@ mod tests {
             let (mut scores, mut out) = (vec![0f32; visible], vec![0f32; 64]);
             let mut head = Head {
                 scores: &mut scores,
-                rows: &mut [],
                 out: &mut out,
             };
             // SAFETY: the features were checked; k and v hold visible * 64 f16 values.

@@ -152,3 +152,79 @@ pub fn kl_divergence(reference: &Tensor, ours: &Tensor) -> Result<f32> {
     let lq = candle_nn::ops::log_softmax(ours, 0)?;
     Ok((lp.exp()? * (lp - lq)?)?.sum_all()?.to_scalar::<f32>()?)
 }
+
+/// Two generations agree token for token: ids, text, stop reason and prompt length.
+pub fn same_answer(
+    got: &video_llava::Generation,
+    want: &video_llava::Generation,
+    what: &str,
+) -> Result<()> {
+    ensure!(
+        got.token_ids == want.token_ids
+            && got.text == want.text
+            && got.stop_reason == want.stop_reason
+            && got.prompt_tokens == want.prompt_tokens,
+        "{what}: {:?} ({:?}) vs {:?} ({:?})",
+        got.token_ids,
+        got.stop_reason,
+        want.token_ids,
+        want.stop_reason
+    );
+    Ok(())
+}
+
+/// One golden case of [`along_greedy_path`]: the worst logits error over its steps and the KL of
+/// the prompt logits.
+pub struct CaseError {
+    pub name: String,
+    pub worst: f32,
+    pub prompt_kl: f32,
+}
+
+/// `model` against `reference`, teacher-forced along each golden case's greedy tokens of the
+/// fixture in `dir`: the reference must stay on the golden path, and wherever its top-2 margin
+/// exceeds `2 * max_error` (no pair of logits can swap when none moves by more than `max_error`)
+/// `model` must pick the golden token too. Returns each case's errors and how many steps were
+/// checked and skipped (margin within `2 * max_error`).
+pub fn along_greedy_path(
+    reference: &video_llava::model::VideoLlavaModel,
+    model: &video_llava::model::VideoLlavaModel,
+    dir: &Path,
+    max_error: f32,
+    what: &str,
+) -> Result<(Vec<CaseError>, usize, usize)> {
+    let golden = Golden::load(dir)?;
+    let (video, images) = inputs()?;
+    let (mut cases, mut checked, mut skipped) = (Vec::new(), 0, 0);
+    for case in &golden.cases {
+        let ids = golden.ids(&case.name, "input_ids")?;
+        let tokens = golden.ids(&case.name, "greedy")?;
+        let (v, i) = case_pixels(case, &video, &images)?;
+        let want = step_logits(reference, &ids, v.as_ref(), i.as_ref(), &tokens)?;
+        let got = step_logits(model, &ids, v.as_ref(), i.as_ref(), &tokens)?;
+        let mut worst = 0f32;
+        for (step, (w, g)) in want.iter().zip(&got).enumerate() {
+            ensure!(argmax(w)? == tokens[step], "f32 run left the golden path");
+            worst = worst.max(max_abs(&(g - w)?)?);
+            if top2_margin(w)? > 2.0 * max_error {
+                ensure!(
+                    argmax(g)? == tokens[step],
+                    "{}: step {step}: {what} picked {} instead of {} (margin {})",
+                    case.name,
+                    argmax(g)?,
+                    tokens[step],
+                    top2_margin(w)?
+                );
+                checked += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+        cases.push(CaseError {
+            name: case.name.clone(),
+            worst,
+            prompt_kl: kl_divergence(&want[0], &got[0])?,
+        });
+    }
+    Ok((cases, checked, skipped))
+}
