@@ -14,7 +14,7 @@ use video_llava::{
 };
 
 mod common;
-use common::{fixture_models, fixtures, inputs};
+use common::{fixture_models, fixtures, inputs, same_answer};
 
 const QUESTIONS: [&str; 4] = [
     "What happens in this video?",
@@ -75,24 +75,6 @@ fn media(video: &Tensor, images: &Tensor) -> Result<Vec<(&'static str, Request)>
     ])
 }
 
-fn same(a: &Generation, b: &Generation, what: &str) -> Result<()> {
-    ensure!(
-        a.token_ids == b.token_ids && a.text == b.text && a.stop_reason == b.stop_reason,
-        "{what}: conversation {:?} ({:?}) vs generate {:?} ({:?})",
-        a.token_ids,
-        a.stop_reason,
-        b.token_ids,
-        b.stop_reason
-    );
-    ensure!(
-        a.prompt_tokens == b.prompt_tokens,
-        "{what}: prompt tokens {} vs {}",
-        a.prompt_tokens,
-        b.prompt_tokens
-    );
-    Ok(())
-}
-
 #[test]
 fn answers_equal_fresh_generate_on_every_model_and_media_mix() -> Result<()> {
     let models = fixture_models();
@@ -118,7 +100,7 @@ fn answers_equal_fresh_generate_on_every_model_and_media_mix() -> Result<()> {
                     let want = fresh(&model, &request, &params).with_context(|| what.clone())?;
                     let got =
                         ask(&conversation, question, &params).with_context(|| what.clone())?;
-                    same(&got, &want, &what)?;
+                    same_answer(&got, &want, &what)?;
                     ensure!(
                         want.cached_tokens == 0,
                         "{what}: fresh generate cached nothing"
@@ -157,11 +139,11 @@ fn the_prefix_is_unchanged_after_ten_questions() -> Result<()> {
             ask(&conversation, &format!("Question number {k}?"), &greedy())?;
         }
         let again = ask(&conversation, QUESTIONS[0], &sampled())?;
-        same(&again, &first, "the first question, asked again")?;
+        same_answer(&again, &first, "the first question, asked again")?;
         ensure!(conversation.prefix_tokens() == tokens && conversation.prefix_bytes() == bytes);
         let mut request = base.clone();
         request.question = QUESTIONS[0].into();
-        same(
+        same_answer(
             &again,
             &fresh(&model, &request, &sampled())?,
             "against fresh",
@@ -191,7 +173,7 @@ fn chat_turns_equal_generate_with_the_turns_as_history() -> Result<()> {
                 let want = fresh(&model, &request, &params)?;
                 let got = conversation
                     .chat(question, &params, None, &mut |_| ControlFlow::Continue(()))?;
-                same(
+                same_answer(
                     &got,
                     &want,
                     &format!("turn {}: {question}", history.len() + 1),
@@ -203,7 +185,7 @@ fn chat_turns_equal_generate_with_the_turns_as_history() -> Result<()> {
             let mut request = base.clone();
             request.history = history.clone();
             request.question = "Summarize.".into();
-            same(
+            same_answer(
                 &ask(&conversation, "Summarize.", &params)?,
                 &fresh(&model, &request, &params)?,
                 "after three turns",
@@ -241,7 +223,7 @@ fn stream_gives_what_generate_gives() -> Result<()> {
         text.push_str(&piece?);
     }
     let got = stream.finish()?;
-    same(&got, &want, "stream")?;
+    same_answer(&got, &want, "stream")?;
     ensure!(text == got.text);
     Ok(())
 }
